@@ -1,0 +1,189 @@
+package mockmanager
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/labstack/echo/v4"
+)
+
+// contract validates the requests and responses of one API against its OpenAPI document.
+type contract struct {
+	name   string
+	spec   *openapi3.T
+	router routers.Router
+	opts   *openapi3filter.Options
+	log    *slog.Logger
+}
+
+func newContract(name string, spec *openapi3.T, auth openapi3filter.AuthenticationFunc, log *slog.Logger) (*contract, error) {
+	// The documented servers name the real manager's host; requests here come to any host.
+	spec.Servers = nil
+	router, err := gorillamux.NewRouter(spec)
+	if err != nil {
+		return nil, fmt.Errorf("route %s contract: %w", name, err)
+	}
+	return &contract{
+		name:   name,
+		spec:   spec,
+		router: router,
+		opts: &openapi3filter.Options{
+			AuthenticationFunc: auth,
+			// The generated handlers bind the value that was validated instead of decoding again.
+			KeepValidatedValue: true,
+			// A status the contract does not list is a bug of the mock, like a malformed body.
+			IncludeResponseStatus: true,
+		},
+		log: log,
+	}, nil
+}
+
+// operations returns the operation ids of the contract.
+func (c *contract) operations() []string {
+	var ids []string
+	for _, item := range c.spec.Paths.Map() {
+		for _, op := range item.Operations() {
+			ids = append(ids, op.OperationID)
+		}
+	}
+	return ids
+}
+
+// middleware validates the request, answering 400 (naming what is wrong) or 401 without calling
+// the handler when it does not fit; then it holds the handler's response back until that too is
+// validated. A response that does not fit the contract is replaced by a 500 and logged: the mock
+// must never teach a client something the real manager would not send.
+func (c *contract) middleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(ec echo.Context) error {
+		req := ec.Request()
+		route, params, err := c.router.FindRoute(req)
+		if err != nil {
+			return fmt.Errorf("%s contract has no route for %s %s: %w", c.name, req.Method, req.URL.Path, err)
+		}
+		in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route, Options: c.opts}
+
+		res := ec.Response()
+		out := res.Writer
+		rec := &recorder{header: http.Header{}}
+		res.Writer = rec
+		if err := openapi3filter.ValidateRequest(req.Context(), in); err != nil {
+			status, msg := describeRequestError(err)
+			c.log.Info("request refused", "api", c.name, "operation", route.Operation.OperationID,
+				"status", status, "reason", msg)
+			if err := ec.JSON(status, apiError{Code: codeFor(status), Message: msg}); err != nil {
+				ec.Error(err)
+			}
+		} else if err := next(ec); err != nil {
+			ec.Error(err)
+		}
+		res.Writer = out
+		res.Committed, res.Status, res.Size = false, 0, 0
+
+		resIn := &openapi3filter.ResponseValidationInput{
+			RequestValidationInput: in,
+			Status:                 rec.statusCode(),
+			Header:                 rec.header,
+			Options:                c.opts,
+		}
+		if err := openapi3filter.ValidateResponse(req.Context(), resIn.SetBodyBytes(rec.body.Bytes())); err != nil {
+			c.log.Error("response violates the contract", "api", c.name, "operation", route.Operation.OperationID,
+				"status", rec.statusCode(), "error", err)
+			return ec.JSON(http.StatusInternalServerError, apiError{
+				Code:    "invalid_response",
+				Message: fmt.Sprintf("the mock manager produced a %d response that violates the %s contract: %v", rec.statusCode(), c.name, err),
+			})
+		}
+		for k, v := range rec.header {
+			res.Header()[k] = v
+		}
+		res.WriteHeader(rec.statusCode())
+		_, err = res.Write(rec.body.Bytes())
+		return err
+	}
+}
+
+// describeRequestError turns a validation failure into a status and a message that names the
+// parameter or body field at fault.
+func describeRequestError(err error) (int, string) {
+	var authErr *authError
+	if errors.As(err, &authErr) {
+		return http.StatusUnauthorized, authErr.reason
+	}
+	var secErr *openapi3filter.SecurityRequirementsError
+	if errors.As(err, &secErr) {
+		return http.StatusUnauthorized, secErr.Error()
+	}
+	var reqErr *openapi3filter.RequestError
+	if !errors.As(err, &reqErr) {
+		return http.StatusBadRequest, err.Error()
+	}
+	switch {
+	case reqErr.Parameter != nil:
+		return http.StatusBadRequest, fmt.Sprintf("%s parameter %s: %s", reqErr.Parameter.In, reqErr.Parameter.Name, reason(reqErr))
+	case reqErr.RequestBody != nil:
+		return http.StatusBadRequest, "request body: " + reason(reqErr)
+	default:
+		return http.StatusBadRequest, reqErr.Error()
+	}
+}
+
+// reason says what is wrong, naming the body field by its path ("tags/0") when there is one, and
+// leaving out the schema dump kin-openapi appends to its messages.
+func reason(reqErr *openapi3filter.RequestError) string {
+	var schemaErr *openapi3.SchemaError
+	if errors.As(reqErr.Err, &schemaErr) {
+		msg := schemaErr.Reason
+		if msg == "" {
+			msg = "does not match the schema"
+		}
+		if path := schemaErr.JSONPointer(); len(path) > 0 {
+			return fmt.Sprintf("field %s: %s", strings.Join(path, "/"), msg)
+		}
+		return msg
+	}
+	switch {
+	case reqErr.Err == nil:
+		return reqErr.Reason
+	case reqErr.Reason == "" || reqErr.Reason == reqErr.Err.Error():
+		return reqErr.Err.Error()
+	default:
+		return reqErr.Reason + ": " + reqErr.Err.Error()
+	}
+}
+
+// recorder holds a response back until it has been validated.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+
+func (r *recorder) WriteHeader(status int) {
+	if r.status == 0 {
+		r.status = status
+	}
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.body.Write(p)
+}
+
+func (r *recorder) statusCode() int {
+	if r.status == 0 {
+		return http.StatusOK
+	}
+	return r.status
+}
