@@ -1,0 +1,375 @@
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/labstack/echo/v4"
+
+	"github.com/dlite-dev/dlite/errs"
+	"github.com/dlite-dev/dlite/internal/manager"
+	"github.com/dlite-dev/dlite/tasks"
+)
+
+// pathPrefix starts the path of every task operation; the rest of the path is the task type.
+const pathPrefix = "/tasks/"
+
+// DefaultAbandonAfter is how long a cancelled handler may take to return before its task is
+// reported anyway.
+const DefaultAbandonAfter = 5 * time.Second
+
+// TaskServer is a task spec and the generated server that implements it.
+type TaskServer struct {
+	// Spec returns the task spec; pass the generated package's GetSpec.
+	Spec func() (*openapi3.T, error)
+	// Register registers the generated handlers on e, typically
+	// `func(e *echo.Echo) { gen.RegisterHandlers(e, gen.NewStrictHandler(impl, nil)) }`.
+	Register func(e *echo.Echo)
+}
+
+// Options configure a Dispatcher.
+type Options struct {
+	// Servers are the generated task servers. Two servers may not declare the same task type.
+	Servers []TaskServer
+	// Legacy maps task types to plain http.Handlers that take the whole task envelope as their
+	// request body, the way the old dlite library called them.
+	Legacy map[string]http.Handler
+	// MaxDataBytes bounds a task's data; larger tasks fail without running. 0 means no limit.
+	MaxDataBytes int64
+	// AbandonAfter is how long a handler may ignore its cancelled context before the task is
+	// reported without it. Default DefaultAbandonAfter.
+	AbandonAfter time.Duration
+	Logger       *slog.Logger
+}
+
+// Outcome is how a task ended.
+type Outcome struct {
+	Code manager.Code
+	// Err says why the task did not succeed; nil when Code is OK. It is an *errs.Error.
+	Err error
+	// Data is the handler's output as JSON, or nil when it produced none.
+	Data json.RawMessage
+	// Settled is closed once the handler has returned. It is still open when the task was reported
+	// without waiting for a handler that ignored its cancelled context; the task's slot stays taken
+	// until then, so the runner never runs more handlers than it has slots.
+	Settled <-chan struct{}
+}
+
+// Dispatcher serves tasks to their handlers. It is safe for concurrent use.
+type Dispatcher struct {
+	echo         *echo.Echo
+	routes       map[string]*routers.Route
+	legacy       map[string]http.Handler
+	types        []string
+	maxData      int64
+	abandonAfter time.Duration
+	logger       *slog.Logger
+	validation   *openapi3filter.Options
+}
+
+// New builds a Dispatcher from the task servers' specs. It fails when a spec cannot be loaded,
+// has an operation that is not `POST /tasks/<TASK_TYPE>`, or declares a type twice.
+func New(opts Options) (*Dispatcher, error) {
+	d := &Dispatcher{
+		echo:         echo.New(),
+		routes:       make(map[string]*routers.Route),
+		legacy:       make(map[string]http.Handler),
+		maxData:      opts.MaxDataBytes,
+		abandonAfter: opts.AbandonAfter,
+		logger:       opts.Logger,
+	}
+	if d.abandonAfter <= 0 {
+		d.abandonAfter = DefaultAbandonAfter
+	}
+	if d.logger == nil {
+		d.logger = slog.New(slog.DiscardHandler)
+	}
+	d.echo.HideBanner = true
+	d.echo.HidePort = true
+	d.echo.HTTPErrorHandler = writeError
+	d.validation = &openapi3filter.Options{
+		MultiError:              true,
+		AuthenticationFunc:      openapi3filter.NoopAuthenticationFunc,
+		SchemaValidationOptions: []openapi3.SchemaValidationOption{openapi3.DisableSchemaErrorDetails()},
+	}
+
+	for i, srv := range opts.Servers {
+		if srv.Spec == nil || srv.Register == nil {
+			return nil, errs.Newf(errs.CodeInvalidConfig, "task server", "server %d needs both Spec and Register", i)
+		}
+		spec, err := srv.Spec()
+		if err != nil {
+			return nil, errs.Wrap(errs.CodeInvalidConfig, "load task spec", err)
+		}
+		if err := d.addSpec(spec); err != nil {
+			return nil, err
+		}
+		srv.Register(d.echo)
+	}
+	for typ, h := range opts.Legacy {
+		if typ == "" || h == nil {
+			return nil, errs.New(errs.CodeInvalidConfig, "legacy handler", "needs a task type and a handler")
+		}
+		if _, dup := d.routes[typ]; dup {
+			return nil, errs.Newf(errs.CodeInvalidConfig, "legacy handler", "task type %s is also in a task spec", typ)
+		}
+		d.legacy[typ] = h
+	}
+	for typ := range d.routes {
+		d.types = append(d.types, typ)
+	}
+	for typ := range d.legacy {
+		d.types = append(d.types, typ)
+	}
+	slices.Sort(d.types)
+	return d, nil
+}
+
+func (d *Dispatcher) addSpec(spec *openapi3.T) error {
+	// The in-process requests carry no Host; server URLs in the spec must not matter.
+	spec.Servers = nil
+	for path, item := range spec.Paths.Map() {
+		typ, ok := strings.CutPrefix(path, pathPrefix)
+		if !ok || typ == "" || strings.ContainsAny(typ, "/{}") || len(item.Operations()) != 1 || item.Post == nil {
+			return errs.Newf(errs.CodeInvalidConfig, "load task spec",
+				"path %s: every task operation must be POST %s<TASK_TYPE>", path, pathPrefix)
+		}
+		if _, dup := d.routes[typ]; dup {
+			return errs.Newf(errs.CodeInvalidConfig, "load task spec", "task type %s is declared twice", typ)
+		}
+		d.routes[typ] = &routers.Route{Spec: spec, Path: path, PathItem: item, Method: http.MethodPost, Operation: item.Post}
+	}
+	return nil
+}
+
+// Types returns the supported task types, sorted.
+func (d *Dispatcher) Types() []string { return slices.Clone(d.types) }
+
+// Supports reports whether a handler is registered for the task type.
+func (d *Dispatcher) Supports(taskType string) bool {
+	if _, ok := d.routes[taskType]; ok {
+		return true
+	}
+	_, ok := d.legacy[taskType]
+	return ok
+}
+
+// Dispatch runs the task and returns its outcome. ctx is the task's context: cancel it with
+// errs.ErrAborted or errs.ErrShuttingDown as the cause to stop the task; Dispatch adds the deadline
+// from the task's timeout, the envelope and logger (the dispatcher's own when nil). Dispatch never
+// panics because a handler did.
+func (d *Dispatcher) Dispatch(ctx context.Context, task *manager.Task, logger *slog.Logger) Outcome {
+	if logger == nil {
+		logger = d.logger
+	}
+	if task.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, task.Timeout, errs.ErrTimeout)
+		defer cancel()
+	}
+	ctx = tasks.WithLogger(tasks.WithEnvelope(ctx, &task.Envelope), logger)
+
+	settled := make(chan struct{})
+	if d.maxData > 0 && int64(len(task.Data)) > d.maxData {
+		close(settled)
+		return failed(errs.Newf(errs.CodeTaskTooLarge, "", "task data is %d bytes, more than the limit of %d bytes", len(task.Data), d.maxData), nil, settled)
+	}
+
+	var req *http.Request
+	var err error
+	var serve http.Handler
+	if h, ok := d.legacy[task.Type]; ok {
+		req, err = legacyRequest(ctx, task)
+		serve = h
+	} else {
+		req, err = d.taskRequest(ctx, task)
+		serve = d.echo
+	}
+	if err != nil {
+		close(settled)
+		return failed(err, nil, settled)
+	}
+
+	rec := newRecorder()
+	var outcome Outcome
+	go func() {
+		defer close(settled)
+		defer func() {
+			if v := recover(); v != nil {
+				logger.Error("task handler panicked", "panic", v, "stack", string(debug.Stack()))
+				outcome = failed(errs.Newf(errs.CodePanic, "", "task handler panicked: %v", v), nil, settled)
+			}
+		}()
+		serve.ServeHTTP(rec, req)
+		outcome = rec.outcome(task.Type, serve == d.echo, settled)
+	}()
+
+	select {
+	case <-settled:
+	case <-ctx.Done():
+		select {
+		case <-settled:
+		case <-time.After(d.abandonAfter):
+			logger.Warn("task handler ignored its cancelled context; reporting the task without it",
+				"waited", d.abandonAfter, "cause", context.Cause(ctx))
+			return interrupted(ctx, Outcome{Code: manager.CodeFailed, Settled: settled})
+		}
+	}
+	if outcome.Code == manager.CodeOK || ctx.Err() == nil {
+		return outcome
+	}
+	return interrupted(ctx, outcome)
+}
+
+// interrupted rewrites a failed outcome whose context ended: the cause of the cancellation, not
+// the handler's reaction to it, is what the manager must hear.
+func interrupted(ctx context.Context, o Outcome) Outcome {
+	cause := context.Cause(ctx)
+	switch {
+	case errors.Is(cause, errs.ErrTimeout):
+		o.Code = manager.CodeTimeout
+		env, _ := tasks.FromContext(ctx)
+		o.Err = errs.Newf(errs.CodeTimeout, "", "task timed out after %s", env.Timeout)
+	case errors.Is(cause, errs.ErrAborted), errors.Is(cause, errs.ErrShuttingDown):
+		o.Code = manager.CodeFailed
+		o.Err = cause
+	default:
+		o.Code = manager.CodeFailed
+		o.Err = errs.Wrap(errs.CodeShuttingDown, "", cause)
+	}
+	return o
+}
+
+func failed(err error, data json.RawMessage, settled <-chan struct{}) Outcome {
+	return Outcome{Code: manager.CodeFailed, Err: err, Data: data, Settled: settled}
+}
+
+// taskRequest builds the in-process request for a spec task and validates it, filling in defaults.
+func (d *Dispatcher) taskRequest(ctx context.Context, task *manager.Task) (*http.Request, error) {
+	route, ok := d.routes[task.Type]
+	if !ok {
+		return nil, errs.Newf(errs.CodeUnsupportedTaskType, "", "no handler for task type %s", task.Type)
+	}
+	body := []byte(task.Data)
+	if len(bytes.TrimSpace(body)) == 0 || string(bytes.TrimSpace(body)) == "null" {
+		// A task without data is a task with empty data: the schema says what is missing.
+		body = []byte("{}")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, route.Path, bytes.NewReader(body))
+	if err != nil {
+		return nil, errs.Wrap(errs.CodeInvalidTaskData, "", err)
+	}
+	req.Header.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	in := &openapi3filter.RequestValidationInput{Request: req, Route: route, Options: d.validation}
+	if err := openapi3filter.ValidateRequest(ctx, in); err != nil {
+		return nil, errs.Newf(errs.CodeInvalidTaskData, "", "invalid %s data: %s", task.Type, describe(err))
+	}
+	return req, nil
+}
+
+// legacyRequest builds the request the old dlite library sent to an http.Handler: a POST whose
+// body is the whole task as the manager sent it.
+func legacyRequest(ctx context.Context, task *manager.Task) (*http.Request, error) {
+	body := []byte(task.Raw)
+	if len(body) == 0 {
+		var err error
+		if body, err = json.Marshal(legacyEnvelope(task)); err != nil {
+			return nil, errs.Wrap(errs.CodeInvalidTaskData, "encode task envelope", err)
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/", bytes.NewReader(body))
+	if err != nil {
+		return nil, errs.Wrap(errs.CodeInvalidTaskData, "", err)
+	}
+	req.Header.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	return req, nil
+}
+
+// legacyEnvelope is the manager's task shape, for tasks that did not come with their raw JSON.
+func legacyEnvelope(task *manager.Task) map[string]any {
+	env := map[string]any{
+		"id":             task.ID,
+		"type":           task.Type,
+		"async":          task.Async,
+		"runnerResponse": task.RunnerResponse,
+		"timeout":        int64(task.Timeout / time.Second),
+		"logging":        map[string]any{"token": task.Logging.Token, "abstractions": task.Logging.Abstractions},
+		"delegate":       map[string]any{"id": task.Delegate.ID, "instance_id": task.Delegate.InstanceID, "token": task.Delegate.Token},
+	}
+	if len(task.Data) > 0 {
+		env["data"] = task.Data
+	}
+	if len(task.Capabilities) > 0 {
+		env["capabilities"] = task.Capabilities
+	}
+	return env
+}
+
+// describe turns a validation error into one line that names each bad field, without echoing the
+// values (task data may hold secrets).
+func describe(err error) string {
+	var reqErr *openapi3filter.RequestError
+	if errors.As(err, &reqErr) && reqErr.Err != nil {
+		err = reqErr.Err
+	}
+	var parts []string
+	var visit func(error)
+	visit = func(e error) {
+		var multi openapi3.MultiError
+		var schemaErr *openapi3.SchemaError
+		switch {
+		case errors.As(e, &multi):
+			for _, m := range multi {
+				visit(m)
+			}
+		case errors.As(e, &schemaErr):
+			reason := schemaErr.Reason
+			if reason == "" {
+				reason = fmt.Sprintf("does not match %q", schemaErr.SchemaField)
+			}
+			ptr := schemaErr.JSONPointer()
+			if len(ptr) > 0 && schemaErr.SchemaField == "required" {
+				// The pointer of a missing property names the property, which the reason already does.
+				ptr = ptr[:len(ptr)-1]
+			}
+			if len(ptr) > 0 {
+				reason = "/" + strings.Join(ptr, "/") + ": " + reason
+			}
+			parts = append(parts, reason)
+		default:
+			parts = append(parts, e.Error())
+		}
+	}
+	visit(err)
+	return strings.Join(slices.Compact(parts), "; ")
+}
+
+// writeError answers a handler's Go error: echo's errors keep their status, anything else is a 500.
+// Either way the body carries the message, which becomes the task's reported error.
+func writeError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	status, msg := http.StatusInternalServerError, err.Error()
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		status = he.Code
+		msg = fmt.Sprint(he.Message)
+		if he.Internal != nil {
+			msg += ": " + he.Internal.Error()
+		}
+	}
+	_ = c.JSON(status, map[string]string{"message": msg})
+}

@@ -1,0 +1,237 @@
+package executor
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/dlite-dev/dlite/errs"
+	"github.com/dlite-dev/dlite/internal/dispatch"
+	"github.com/dlite-dev/dlite/internal/manager"
+)
+
+// Dispatcher runs one task.
+type Dispatcher interface {
+	Dispatch(ctx context.Context, task *manager.Task, logger *slog.Logger) dispatch.Outcome
+}
+
+// Slots is the pool the tasks run in.
+type Slots interface {
+	Go(fn func())
+	Wait(ctx context.Context) error
+}
+
+// Deliverer takes finished results.
+type Deliverer interface {
+	Deliver(r manager.Result)
+}
+
+// Observer hears about task lifecycles (metrics, the status page). Methods must not block.
+type Observer interface {
+	TaskStarted(t RunningTask)
+	TaskFinished(t RunningTask, r manager.Result, took time.Duration)
+}
+
+// Options configure an Executor.
+type Options struct {
+	Dispatcher Dispatcher
+	Slots      Slots
+	Reporter   Deliverer
+	Observer   Observer
+	// Remember is how long a finished task's id is remembered, so an event the manager repeats
+	// after the task ran never starts it again. Default 1h.
+	Remember time.Duration
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// RunningTask describes a task running here.
+type RunningTask struct {
+	ID        string
+	Type      string
+	StartedAt time.Time
+}
+
+type entry struct {
+	info   RunningTask
+	cancel context.CancelCauseFunc // nil while the task is only claimed
+}
+
+// Executor runs tasks. It is safe for concurrent use.
+type Executor struct {
+	opts     Options
+	logger   *slog.Logger
+	base     context.Context
+	stop     context.CancelCauseFunc
+	mu       sync.Mutex
+	claimed  map[string]*entry
+	finished map[string]time.Time
+	pruned   time.Time
+}
+
+// New returns an Executor. Its tasks run under a context of their own, cancelled only by CancelAll
+// (or, for one task, Abort): stopping the runner's polling does not touch them.
+func New(opts Options) *Executor {
+	if opts.Remember <= 0 {
+		opts.Remember = time.Hour
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	base, stop := context.WithCancelCause(context.Background())
+	return &Executor{
+		opts:     opts,
+		logger:   opts.Logger,
+		base:     base,
+		stop:     stop,
+		claimed:  make(map[string]*entry),
+		finished: make(map[string]time.Time),
+	}
+}
+
+// Claim marks a task as being acquired here and reports whether the caller may go ahead: false
+// when the task is already claimed, running or finished here recently.
+func (x *Executor) Claim(taskID string) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if _, ok := x.claimed[taskID]; ok {
+		return false
+	}
+	if _, ok := x.finished[taskID]; ok {
+		return false
+	}
+	x.claimed[taskID] = &entry{}
+	return true
+}
+
+// Unclaim forgets a claim whose acquire failed, so a later event can try again.
+func (x *Executor) Unclaim(taskID string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if e, ok := x.claimed[taskID]; ok && e.cancel == nil {
+		delete(x.claimed, taskID)
+	}
+}
+
+// Start runs an acquired task in the slot the caller reserved for it. The task must have been
+// claimed; Start reports it whatever happens.
+func (x *Executor) Start(task *manager.Task, delegateID string) {
+	ctx, cancel := context.WithCancelCause(x.base)
+	info := RunningTask{ID: task.ID, Type: task.Type, StartedAt: x.opts.Now()}
+	x.mu.Lock()
+	x.claimed[task.ID] = &entry{info: info, cancel: cancel}
+	x.mu.Unlock()
+	if x.opts.Observer != nil {
+		x.opts.Observer.TaskStarted(info)
+	}
+	x.opts.Slots.Go(func() {
+		defer cancel(nil)
+		x.run(ctx, task, delegateID, info)
+	})
+}
+
+func (x *Executor) run(ctx context.Context, task *manager.Task, delegateID string, info RunningTask) {
+	log := x.logger.With("task_id", task.ID, "task_type", task.Type)
+	log.Info("task started", "timeout", task.Timeout)
+	out := x.opts.Dispatcher.Dispatch(ctx, task, log)
+	took := x.opts.Now().Sub(info.StartedAt)
+
+	endpoint := manager.EndpointLegacy
+	if task.RunnerResponse {
+		endpoint = manager.EndpointRunner
+	}
+	res := manager.Result{
+		TaskID:     task.ID,
+		TaskType:   task.Type,
+		DelegateID: delegateID,
+		Endpoint:   endpoint,
+		Code:       out.Code,
+		Data:       out.Data,
+		FinishedAt: x.opts.Now(),
+	}
+	if out.Err != nil {
+		res.Error = out.Err.Error()
+	}
+	x.opts.Reporter.Deliver(res)
+
+	attrs := []any{"code", res.Code, "duration", took.Round(time.Millisecond)}
+	if res.Error != "" {
+		attrs = append(attrs, "error", res.Error, "reason", errs.CodeOf(out.Err))
+	}
+	log.Info("task finished", attrs...)
+	if x.opts.Observer != nil {
+		x.opts.Observer.TaskFinished(info, res, took)
+	}
+
+	// The slot stays taken until a handler that ignored its cancellation really returns.
+	<-out.Settled
+	x.mu.Lock()
+	delete(x.claimed, task.ID)
+	x.finished[task.ID] = x.opts.Now()
+	x.pruneLocked()
+	x.mu.Unlock()
+}
+
+func (x *Executor) pruneLocked() {
+	now := x.opts.Now()
+	if now.Sub(x.pruned) < x.opts.Remember/4 {
+		return
+	}
+	x.pruned = now
+	for id, at := range x.finished {
+		if now.Sub(at) > x.opts.Remember {
+			delete(x.finished, id)
+		}
+	}
+}
+
+// Abort cancels a task running here with errs.ErrAborted and reports whether it was running.
+func (x *Executor) Abort(taskID string) bool {
+	x.mu.Lock()
+	e, ok := x.claimed[taskID]
+	x.mu.Unlock()
+	if !ok || e.cancel == nil {
+		return false
+	}
+	e.cancel(errs.ErrAborted)
+	return true
+}
+
+// CancelAll cancels every running task with cause (errs.ErrShuttingDown at the end of a drain).
+func (x *Executor) CancelAll(cause error) { x.stop(cause) }
+
+// Running returns the tasks running now, oldest first.
+func (x *Executor) Running() []RunningTask {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	out := make([]RunningTask, 0, len(x.claimed))
+	for _, e := range x.claimed {
+		if e.cancel != nil {
+			out = append(out, e.info)
+		}
+	}
+	slices.SortFunc(out, func(a, b RunningTask) int { return a.StartedAt.Compare(b.StartedAt) })
+	return out
+}
+
+// RunningIDs returns the ids of the tasks running now, sorted.
+func (x *Executor) RunningIDs() []string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	ids := make([]string, 0, len(x.claimed))
+	for id, e := range x.claimed {
+		if e.cancel != nil {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Wait blocks until every task has finished and been handed to the reporter, or ctx ends.
+func (x *Executor) Wait(ctx context.Context) error { return x.opts.Slots.Wait(ctx) }

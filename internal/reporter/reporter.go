@@ -1,0 +1,222 @@
+package reporter
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dlite-dev/dlite/errs"
+	"github.com/dlite-dev/dlite/internal/manager"
+	"github.com/dlite-dev/dlite/internal/retry"
+	"github.com/dlite-dev/dlite/internal/spool"
+)
+
+// Sender is the part of a manager the reporter talks to.
+type Sender interface {
+	Report(ctx context.Context, r manager.Result) error
+}
+
+// Outcome is how a delivery ended, for observers.
+type Outcome string
+
+// The ends a delivery can come to.
+const (
+	Delivered Outcome = "delivered"
+	Rejected  Outcome = "rejected"
+	Expired   Outcome = "expired"
+)
+
+// Options configure a Reporter.
+type Options struct {
+	Sender Sender
+	// Spool keeps results across crashes; nil keeps them in memory only.
+	Spool *spool.Spool
+	// TTL is how long a result is retried before it is given up. Default 24h.
+	TTL time.Duration
+	// Backoff is the wait between attempts. Default 500ms doubling to 1m.
+	Backoff retry.Policy
+	// CallTimeout bounds one attempt. Default 30s.
+	CallTimeout time.Duration
+	// MaxInFlight bounds concurrent sends. Default 64.
+	MaxInFlight int
+	Logger      *slog.Logger
+	Now         func() time.Time
+	// OnDone, if set, hears how each delivery ended.
+	OnDone func(r manager.Result, o Outcome)
+}
+
+// Reporter delivers results. Deliveries run until they end or the context given to Start ends;
+// what is still undelivered then stays in the spool for the next start.
+type Reporter struct {
+	opts    Options
+	logger  *slog.Logger
+	sem     chan struct{}
+	pending atomic.Int64
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	ctx     context.Context
+	idle    chan struct{} // closed while nothing is pending
+}
+
+// New returns a Reporter; call Start before Deliver.
+func New(opts Options) *Reporter {
+	if opts.TTL <= 0 {
+		opts.TTL = 24 * time.Hour
+	}
+	if opts.Backoff.Initial <= 0 {
+		opts.Backoff = retry.Policy{Initial: 500 * time.Millisecond, Max: time.Minute}
+	}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = 30 * time.Second
+	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = 64
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	idle := make(chan struct{})
+	close(idle)
+	return &Reporter{opts: opts, logger: opts.Logger, sem: make(chan struct{}, opts.MaxInFlight), idle: idle}
+}
+
+// Start sets the context deliveries run under and redelivers what the spool holds from earlier
+// runs. It returns the number of results it found there.
+func (r *Reporter) Start(ctx context.Context) (int, error) {
+	r.mu.Lock()
+	r.ctx = ctx
+	r.mu.Unlock()
+	if r.opts.Spool == nil {
+		return 0, nil
+	}
+	items, err := r.opts.Spool.Load()
+	if err != nil {
+		return 0, err
+	}
+	for _, it := range items {
+		r.logger.Info("delivering a result kept from an earlier run",
+			"task_id", it.Entry.Result.TaskID, "code", it.Entry.Result.Code, "stored_at", it.Entry.StoredAt)
+		r.launch(it.Key, it.Entry.Result, it.Entry.StoredAt)
+	}
+	return len(items), nil
+}
+
+// Deliver stores res (durably when there is a spool) and sends it in the background. It returns
+// once the result is stored.
+func (r *Reporter) Deliver(res manager.Result) {
+	storedAt := r.opts.Now()
+	key := ""
+	if r.opts.Spool != nil {
+		var err error
+		if key, err = r.opts.Spool.Put(res, storedAt); err != nil {
+			// Still deliver from memory: a full disk must not cost the result while we run.
+			r.logger.Error("could not spool result; it is kept in memory only", "task_id", res.TaskID, "err", err)
+		}
+	}
+	r.launch(key, res, storedAt)
+}
+
+// Pending returns how many results are waiting for delivery.
+func (r *Reporter) Pending() int { return int(r.pending.Load()) }
+
+// Flush waits until nothing is pending or ctx ends.
+func (r *Reporter) Flush(ctx context.Context) error {
+	r.mu.Lock()
+	idle := r.idle
+	r.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Wait blocks until every delivery goroutine has returned (after the Start context ended or
+// everything was delivered).
+func (r *Reporter) Wait() { r.wg.Wait() }
+
+func (r *Reporter) launch(key string, res manager.Result, storedAt time.Time) {
+	r.mu.Lock()
+	ctx := r.ctx
+	if r.pending.Add(1) == 1 {
+		r.idle = make(chan struct{})
+	}
+	r.mu.Unlock()
+	if ctx == nil {
+		panic("reporter: Deliver before Start")
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer r.done()
+		r.deliver(ctx, key, res, storedAt)
+	}()
+}
+
+func (r *Reporter) done() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pending.Add(-1) == 0 {
+		close(r.idle)
+	}
+}
+
+func (r *Reporter) deliver(ctx context.Context, key string, res manager.Result, storedAt time.Time) {
+	log := r.logger.With("task_id", res.TaskID, "task_type", res.TaskType, "code", res.Code)
+	expires := storedAt.Add(r.opts.TTL)
+	attempts := 0
+	err := retry.Until(ctx, r.opts.Backoff, func(ctx context.Context) error {
+		if !r.opts.Now().Before(expires) {
+			return errs.Newf(errs.CodeExpired, "deliver result", "kept since %s", storedAt.Format(time.RFC3339))
+		}
+		attempts++
+		return r.send(ctx, res)
+	}, func(err error) bool { return !errs.Retryable(err) }, func(err error, wait time.Duration) {
+		log.Warn("result not delivered yet; retrying", "err", err, "attempt", attempts, "retry_in", wait.Round(time.Millisecond))
+	})
+	var outcome Outcome
+	switch {
+	case err == nil:
+		outcome = Delivered
+		log.Debug("result delivered", "attempts", attempts)
+	case ctx.Err() != nil:
+		if key != "" {
+			log.Info("runner stopping; result stays in the spool for the next start")
+		} else {
+			log.Error("runner stopping; result LOST (it could not be spooled)")
+		}
+		return
+	case errs.CodeOf(err) == errs.CodeExpired:
+		outcome = Expired
+		log.Error("result LOST: the manager did not accept it before it expired", "err", err, "attempts", attempts, "ttl", r.opts.TTL)
+	default:
+		outcome = Rejected
+		log.Error("result LOST: the manager refused it for good", "err", err, "attempts", attempts)
+	}
+	if key != "" {
+		if rmErr := r.opts.Spool.Remove(key); rmErr != nil {
+			log.Error("could not remove spooled result; it will be delivered again at the next start", "err", rmErr)
+		}
+	}
+	if r.opts.OnDone != nil {
+		r.opts.OnDone(res, outcome)
+	}
+}
+
+func (r *Reporter) send(ctx context.Context, res manager.Result) error {
+	select {
+	case r.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-r.sem }()
+	ctx, cancel := context.WithTimeout(ctx, r.opts.CallTimeout)
+	defer cancel()
+	return r.opts.Sender.Report(ctx, res)
+}

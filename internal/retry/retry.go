@@ -1,0 +1,87 @@
+// Package retry holds the runner's one way of waiting between attempts: capped exponential
+// backoff with jitter that defers to the manager's Retry-After when it asks for longer.
+package retry
+
+import (
+	"context"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+
+	"github.com/dlite-dev/dlite/errs"
+)
+
+// Policy says how long to wait between attempts.
+type Policy struct {
+	Initial time.Duration
+	Max     time.Duration
+}
+
+// NewBackOff returns a backoff for the policy: exponential from Initial, capped at Max, with ±50%
+// jitter so a fleet of runners does not retry in lockstep.
+func (p Policy) NewBackOff() *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = p.Initial
+	b.MaxInterval = p.Max
+	b.RandomizationFactor = 0.5
+	b.Multiplier = 2
+	b.Reset()
+	return b
+}
+
+// Next returns the wait before the next attempt after err: the backoff's next interval, or the
+// Retry-After the manager sent with err when that is longer.
+func Next(b backoff.BackOff, err error) time.Duration {
+	d := b.NextBackOff()
+	if ra := errs.RetryAfter(err); ra > d {
+		d = ra
+	}
+	return d
+}
+
+// Sleep waits for d or until ctx ends, and returns ctx.Err() in the latter case.
+func Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Until calls op until it succeeds, giveUp says an error is final, or ctx ends. notify, if not
+// nil, hears each failure and the wait before the next attempt.
+func Until(ctx context.Context, p Policy, op func(context.Context) error, giveUp func(error) bool, notify func(err error, wait time.Duration)) error {
+	b := p.NewBackOff()
+	for {
+		err := op(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if giveUp != nil && giveUp(err) {
+			return err
+		}
+		wait := Next(b, err)
+		if notify != nil {
+			notify(err, wait)
+		}
+		if err := Sleep(ctx, wait); err != nil {
+			return err
+		}
+	}
+}
+
+// Jitter returns d moved by up to ±frac of itself, at random.
+func Jitter(d time.Duration, frac float64) time.Duration {
+	if d <= 0 || frac <= 0 {
+		return d
+	}
+	b := backoff.ExponentialBackOff{InitialInterval: d, RandomizationFactor: frac, Multiplier: 1, MaxInterval: d}
+	b.Reset()
+	return b.NextBackOff()
+}

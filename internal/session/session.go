@@ -1,0 +1,249 @@
+package session
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dlite-dev/dlite/internal/manager"
+	"github.com/dlite-dev/dlite/internal/retry"
+)
+
+// Registrar is the part of a manager a session talks to.
+type Registrar interface {
+	Register(ctx context.Context, d manager.Delegate) (manager.Registration, error)
+	Heartbeat(ctx context.Context, delegateID string, d manager.Delegate) (manager.Heartbeat, error)
+}
+
+// Options configure a Session.
+type Options struct {
+	Manager Registrar
+	// Describe returns what the runner says of itself now (running tasks, time).
+	Describe func() manager.Delegate
+	// Interval is the time between heartbeats, jittered by ±10%.
+	Interval time.Duration
+	// CallTimeout bounds one heartbeat or registration call. Default: Interval, at most 30s.
+	CallTimeout time.Duration
+	// MaxFailures is how many heartbeats in a row may fail before the runner registers again.
+	// Default 3.
+	MaxFailures int
+	// Backoff is the wait between failed registrations. Default 1s doubling to 1m.
+	Backoff retry.Policy
+	Logger  *slog.Logger
+	Now     func() time.Time
+}
+
+// State is a snapshot of the session.
+type State struct {
+	// DelegateID is the id of the current registration; empty before the first one.
+	DelegateID string
+	// Status is the manager's view of the delegate from the last registration or heartbeat.
+	Status manager.Status
+	// LastHeartbeat is when the manager last answered a heartbeat (or registration).
+	LastHeartbeat time.Time
+	// Registrations counts successful registrations.
+	Registrations int
+}
+
+// Active reports whether the runner may take work: it is registered and the manager has it
+// enabled.
+func (s State) Active() bool { return s.DelegateID != "" && s.Status == manager.StatusEnabled }
+
+// Session holds the runner's registration.
+type Session struct {
+	opts    Options
+	logger  *slog.Logger
+	mu      sync.Mutex
+	state   State
+	changed chan struct{}
+	// stale asks the heartbeat loop to register again without waiting for its next beat.
+	stale chan struct{}
+}
+
+// New returns a session that is not registered yet.
+func New(opts Options) *Session {
+	if opts.MaxFailures <= 0 {
+		opts.MaxFailures = 3
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = 10 * time.Second
+	}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = min(opts.Interval, 30*time.Second)
+	}
+	if opts.Backoff.Initial <= 0 {
+		opts.Backoff = retry.Policy{Initial: time.Second, Max: time.Minute}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Session{
+		opts:    opts,
+		logger:  opts.Logger,
+		changed: make(chan struct{}),
+		stale:   make(chan struct{}, 1),
+	}
+}
+
+// State returns a snapshot of the session.
+func (s *Session) State() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state
+}
+
+// Changed returns a channel that is closed at the next change of the session's state.
+func (s *Session) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+// WaitActive blocks until the runner may take work and returns its delegate id, or returns
+// ctx.Err() when ctx ends first.
+func (s *Session) WaitActive(ctx context.Context) (string, error) {
+	for {
+		s.mu.Lock()
+		st, changed := s.state, s.changed
+		s.mu.Unlock()
+		if st.Active() {
+			return st.DelegateID, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+}
+
+// Stale tells the session that the manager no longer knows the delegate (for example, a poll
+// answered 404): the heartbeat loop registers again at once.
+func (s *Session) Stale(reason string) {
+	select {
+	case s.stale <- struct{}{}:
+		s.logger.Warn("manager no longer knows this runner; registering again", "reason", reason)
+	default:
+	}
+}
+
+func (s *Session) update(f func(*State)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(&s.state)
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// Register registers the runner, retrying with backoff until it succeeds or ctx ends.
+func (s *Session) Register(ctx context.Context) error {
+	return retry.Until(ctx, s.opts.Backoff, s.registerOnce, nil, func(err error, wait time.Duration) {
+		s.logger.Warn("registration failed; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
+	})
+}
+
+func (s *Session) registerOnce(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.CallTimeout)
+	defer cancel()
+	d := s.opts.Describe()
+	reg, err := s.opts.Manager.Register(ctx, d)
+	if err != nil {
+		return err
+	}
+	prev := s.State().DelegateID
+	s.update(func(st *State) {
+		st.DelegateID = reg.DelegateID
+		st.Status = manager.StatusEnabled
+		st.LastHeartbeat = s.opts.Now()
+		st.Registrations++
+	})
+	attrs := []any{"delegate_id", reg.DelegateID, "task_types", d.TaskTypes, "capacity", d.Capacity}
+	if prev != "" && prev != reg.DelegateID {
+		attrs = append(attrs, "previous_delegate_id", prev)
+	}
+	if reg.Action != "" {
+		attrs = append(attrs, "manager_action", reg.Action)
+	}
+	s.logger.Info("registered with the manager", attrs...)
+	return nil
+}
+
+// RunHeartbeats sends heartbeats until ctx ends and registers again when the manager deletes or
+// forgets the delegate, or when MaxFailures heartbeats in a row fail. It returns ctx.Err().
+func (s *Session) RunHeartbeats(ctx context.Context) error {
+	failures := 0
+	timer := time.NewTimer(retry.Jitter(s.opts.Interval, 0.1))
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.stale:
+			s.markUnregistered(manager.StatusUnknown)
+			if err := s.Register(ctx); err != nil {
+				return err
+			}
+			failures = 0
+		case <-timer.C:
+			if s.beat(ctx, &failures) {
+				if err := s.Register(ctx); err != nil {
+					return err
+				}
+				failures = 0
+			}
+		}
+		timer.Reset(retry.Jitter(s.opts.Interval, 0.1))
+	}
+}
+
+// beat sends one heartbeat and reports whether the runner must register again.
+func (s *Session) beat(ctx context.Context, failures *int) (reregister bool) {
+	st := s.State()
+	callCtx, cancel := context.WithTimeout(ctx, s.opts.CallTimeout)
+	defer cancel()
+	hb, err := s.opts.Manager.Heartbeat(callCtx, st.DelegateID, s.opts.Describe())
+	if err != nil {
+		if ctx.Err() != nil {
+			return false
+		}
+		*failures++
+		s.logger.Warn("heartbeat failed", "err", err, "failures_in_a_row", *failures, "limit", s.opts.MaxFailures)
+		if *failures >= s.opts.MaxFailures {
+			s.logger.Warn("too many failed heartbeats; registering again", "failures_in_a_row", *failures)
+			return true
+		}
+		return false
+	}
+	*failures = 0
+	switch hb.Status {
+	case manager.StatusDeleted, manager.StatusUnknown:
+		s.logger.Warn("manager does not know this runner any more; registering again",
+			"status", hb.Status, "delegate_id", st.DelegateID)
+		s.markUnregistered(hb.Status)
+		return true
+	}
+	if hb.Status != st.Status {
+		switch hb.Status {
+		case manager.StatusEnabled:
+			s.logger.Info("manager enabled this runner; taking work", "delegate_id", st.DelegateID)
+		case manager.StatusWaitingForApproval:
+			s.logger.Warn("runner is waiting for approval on the manager; taking no work until approved", "delegate_id", st.DelegateID)
+		default:
+			s.logger.Warn("manager reports this runner is not enabled; taking no work", "status", hb.Status, "delegate_id", st.DelegateID)
+		}
+	}
+	s.update(func(st *State) {
+		st.Status = hb.Status
+		st.LastHeartbeat = s.opts.Now()
+	})
+	return false
+}
+
+// markUnregistered stops work being taken under a registration the manager no longer honours.
+func (s *Session) markUnregistered(status manager.Status) {
+	s.update(func(st *State) { st.Status = status })
+}
