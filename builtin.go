@@ -7,8 +7,8 @@ import (
 	"github.com/dlite-dev/dlite/tasks/builtin"
 )
 
-// BuiltinTasks returns the task server of dlite's built-in task types, SHELL_SCRIPT_TASK and
-// HTTP_TASK, as specified in openapi/tasks.yaml.
+// BuiltinTasks returns the task server of dlite's built-in task types, SHELL_SCRIPT_TASK,
+// HTTP_TASK and SLEEP_TASK, as specified in openapi/tasks.yaml.
 func BuiltinTasks() TaskServer {
 	h := builtin.New(builtin.Options{})
 	return TaskServer{Spec: gentasks.GetSpec, Register: func(e *echo.Echo) { h.Register(e) }}

@@ -3,5 +3,6 @@
 // so a handler generated from a spec gets them without parsing the manager's JSON.
 //
 // The built-in task types live in the packages below this one: shell (SHELL_SCRIPT_TASK),
-// httptask (HTTP_TASK) and builtin, which serves both through the generated task server.
+// httptask (HTTP_TASK), sleep (SLEEP_TASK) and builtin, which serves them all through the
+// generated task server.
 package tasks

@@ -150,6 +150,18 @@ type ShellScriptOutput struct {
 	OutputVars map[string]string `json:"outputVars"`
 }
 
+// SleepData The data of a SLEEP_TASK.
+type SleepData struct {
+	// Milliseconds How long to wait; 0 answers at once.
+	Milliseconds int64 `json:"milliseconds"`
+}
+
+// SleepOutput What a SLEEP_TASK did.
+type SleepOutput struct {
+	// SleptMilliseconds How long it waited.
+	SleptMilliseconds int64 `json:"sleptMilliseconds"`
+}
+
 // TaskError Why a task failed.
 type TaskError struct {
 	// Message The error reported to the manager.
@@ -168,6 +180,9 @@ type HttpTaskJSONRequestBody = HttpTaskData
 // ShellScriptTaskJSONRequestBody defines body for ShellScriptTask for application/json ContentType.
 type ShellScriptTaskJSONRequestBody = ShellScriptData
 
+// SleepTaskJSONRequestBody defines body for SleepTask for application/json ContentType.
+type SleepTaskJSONRequestBody = SleepData
+
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
 	// HttpTask Make an HTTP request.
@@ -176,6 +191,9 @@ type ServerInterface interface {
 	// ShellScriptTask Run a shell script.
 	// (POST /tasks/SHELL_SCRIPT_TASK)
 	ShellScriptTask(ctx echo.Context) error
+	// SleepTask Wait, then succeed.
+	// (POST /tasks/SLEEP_TASK)
+	SleepTask(ctx echo.Context) error
 }
 
 // ServerInterfaceWrapper converts echo contexts to parameters.
@@ -198,6 +216,15 @@ func (w *ServerInterfaceWrapper) ShellScriptTask(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.ShellScriptTask(ctx)
+	return err
+}
+
+// SleepTask converts echo context to params.
+func (w *ServerInterfaceWrapper) SleepTask(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.SleepTask(ctx)
 	return err
 }
 
@@ -250,6 +277,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 
 	router.POST(options.BaseURL+"/tasks/SHELL_SCRIPT_TASK", wrapper.ShellScriptTask, options.OperationMiddlewares["ShellScriptTask"]...)
 	router.POST(options.BaseURL+"/tasks/HTTP_TASK", wrapper.HttpTask, options.OperationMiddlewares["HttpTask"]...)
+	router.POST(options.BaseURL+"/tasks/SLEEP_TASK", wrapper.SleepTask, options.OperationMiddlewares["SleepTask"]...)
 
 }
 
@@ -391,6 +419,45 @@ func (response ShellScriptTaskdefaultJSONResponse) VisitShellScriptTaskResponse(
 	return err
 }
 
+type SleepTaskRequestObject struct {
+	Body *SleepTaskJSONRequestBody
+}
+
+type SleepTaskResponseObject interface {
+	VisitSleepTaskResponse(w http.ResponseWriter) error
+}
+
+type SleepTask200JSONResponse SleepOutput
+
+func (response SleepTask200JSONResponse) VisitSleepTaskResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SleepTaskdefaultJSONResponse struct {
+	Body       TaskError
+	StatusCode int
+}
+
+func (response SleepTaskdefaultJSONResponse) VisitSleepTaskResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
 	// HttpTask Make an HTTP request.
@@ -399,6 +466,9 @@ type StrictServerInterface interface {
 	// ShellScriptTask Run a shell script.
 	// (POST /tasks/SHELL_SCRIPT_TASK)
 	ShellScriptTask(ctx context.Context, request ShellScriptTaskRequestObject) (ShellScriptTaskResponseObject, error)
+	// SleepTask Wait, then succeed.
+	// (POST /tasks/SLEEP_TASK)
+	SleepTask(ctx context.Context, request SleepTaskRequestObject) (SleepTaskResponseObject, error)
 }
 
 type StrictHandlerFunc func(ctx echo.Context, request any) (any, error)
@@ -505,43 +575,93 @@ func (sh *strictHandler) ShellScriptTask(ctx echo.Context) error {
 	return nil
 }
 
+// SleepTask operation middleware
+func (sh *strictHandler) SleepTask(ctx echo.Context) error {
+	var request SleepTaskRequestObject
+
+	var body SleepTaskJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.SleepTask(ctx.Request().Context(), request.(SleepTaskRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "SleepTask")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(SleepTaskResponseObject); ok {
+		return validResponse.VisitSleepTaskResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // Base64 encoded, compressed with deflate, json marshaled OpenAPI spec.
 // Stored as a slice of fixed-width chunks rather than one concatenated
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"xFhtc9u4Ef4rO+jNJO7Qsi5Jbxr5Q8dxfHXm3MRj6a7TWq4JiSsRMQmwwNKy7kb/vbMAKJMWbeeu6fVD",
-	"YpEEsG/PPruLX8TclJXRqMmJ0S/CoquMdugf3slsIt0N/5wbTaiJf8qqKtRckjL64LMzmt+5eY6l5F/f",
-	"WFyIkfjDwf25B+GrO+DDTqw1Vmw2m0Rk6OZWVXyQGIlJjkDS3bxwkEmSoBzcykJlIJdSaUdAOUI4CWY1",
-	"wVxqbQhmCLbWIB0s1S3qgdgkguV8L1WB2e+rOiy80IHgJXEnH3xKVPEB7yV5Qbu7vcVmAVLD6WRyfj05",
-	"Gv8wEImorKnQkgrxmJls3b/f4r9rdAS8gvfRukIxEo6s0kt2Cd5VOCfMxiSpdv2HOP8NHVAuCeam1sR+",
-	"dfV8js4dgtRreHV3B6scNWBZkRelCEt/YCnvVFmXYvSnt28TUSodnr4dDrf6KE24RMsKlfLuQ9jZXiCt",
-	"lWv+nKPM0PpzZZYp1lIW5x1v7NgYX5jZZ5yTl4GUmywYu5B1QWIk/noyEYlAzapdxqfTk6P3IhHnn8b8",
-	"dP6j//9ocnwqEvH+5OxkciIS8el88uHTx7G46vEuqRJNTWOcG531ePfUrKAweukx3MSqlGsgeYOH/m2E",
-	"vllpiKeBRys6jsEKi4KdvfXxn797w26793Kfj2tb7OpypEHOnClqQsiJKjDW/3Xw48WZl6H0Geol5f7U",
-	"ShKh5Y3/usxPry5pEv5V51eXbnz1l9HBwS7eNolgK5XlDLz0elz1xKfJC87V2mKPrltneUguDXGG1LpB",
-	"c4RsAitFeXRu4K/d5Mli8j2V5Y1Cn2qq6ggh5+QSe/D2wMZmYRIEPWVuPP2RRA76d5iADf81bLBQ1hF8",
-	"9wZ+UO+YVdqOeZwifkvKdWVfNDLiUYdgsULJgYpvQFqEz0ZpzELMpiKBqWjpc+8ut6Wqh8h+4Pq48N6C",
-	"JPimLwbjHIti7HX+AjaG8enJ2dn1+Pjiw/nkEVJGfftfuOwnaZWcFZzlWYYZkAnRqrVG+8IB6ltljS5R",
-	"EyyMjUWQ9/f6zHho/SRtDwl9lCU6Nut2K3OVG4dcZmtWIJRY1FmDmbDbx8wi1VZzbWsxfpsbjvb/Kfd/",
-	"vr6KP4b7b6+v/vhNH86eYf4g9JEK5Z9fOCC8o12u2hHlONpd/ne56CvffmVgGVtr98DPTbnwm2fS5b1V",
-	"YGXsjdLL98rinIx9JDmz5nPbxY6kJQdKH4IEjSsgLCtjpV231nfr7tN0FL34TAo8QbxRMe+R0NZEll3x",
-	"G0VQWZPV84CIX8+0LSV6yXbXb8jdVwIp3imKvA8fU58UErTR+z+jNcBfn/fOF5D1roI7Wv2dPdHDEU+4",
-	"htU7Nhk+A++2jS/3vw2RVwQr6eBGFQVmMFuDBKeWWhZ7LYNb1d88ovaxKWeegB1lvs3Q/idam3hIFnJb",
-	"PHrrRJdjfiPvhTKlZdGwz7ZM+XqPGQQxLbLyUFyhRXDYx34PYrx19dYTHdX7Yn7f5PfEmv3dafIfxvZ5",
-	"9HI5NJbuab6UWi7Rfjlgd7XmlUovTL9Ynn2snPOYRCtE7aVmhSJfYrjR9OFX5IJtudRZgdYNpnqqT27R",
-	"roFN9BMTT2Qp98hwwGvdwbQeDl/PGfHXk3+cn/hHTEf3IKok5eBw6auXcts+F9iGVp2bapndsiP98NFx",
-	"TdJpmbmstw964SDlDE7hpZ8VfauxOy9O9QwXxgaR0URP83uJN59fp6+Gw/S+S+oKCbgZwJFeg6Gcd7cW",
-	"yqleBCIdeU96LefSWm7e0xi6FF5uoy87h3to7LEiCZgq5FKxTqJlU/3YvqDUng9Va3hGfYuFqRBeqizx",
-	"nk6aiSKBwiyXSi8TyLDApSTcYwN4jq6kpSYJ2YDDLRbAomSITPXCmpIXKOuBhXcUSkLq8TD43pryOLxP",
-	"B1PNoFZUMFgD4ma1Kmhf6S7URCJu0bqA2W8Hw8HQk0yFWlZKjMTrwXDwWvhBJPd5FtG37Y59J2JcD9ON",
-	"UWcOjEbfSjcoCmHkQTYyrNrOuFDrgv+k3XE5hUI5ik1BHJKn2vORtMiDcQDF/XkSIiICazlSRRF7KNed",
-	"U7yftjn2IeNpMc4JInAAOnoXW/2vcpXRuY3YdJmGbI3+ResW6NVw+NVlNzW//y6lSfc47z2Y9vwVz5ug",
-	"VJ+srfIHzf0Vr3/16qsb0XRPX2bFztQ6CFUxNqbP2dK60/K3S3VZSm4xxd/kzXZa3ELcr4mJstOfPJ4w",
-	"F9z6puFNGnPb5Sm8NBZS7nvTPVDak5xZae5zfNYsramrBFa5mueM/tiiSM6DVW4KDA0M5TjVgf+VH0WY",
-	"kThZZoHe4ngTagK4vCYHmVnpARx1G7xuhoUhJhRY5ab6QYcYrldiN8Gp3spFzPryr9X6/Q/T8OEk+jtn",
-	"Yk8D3g/jOAiwU5uhPfp2+H/PxJ5R5mkrrNS+4retaU0PzXWS4QJXFxnEG2Y/nvmL3a+RsRe15t7dT5zN",
-	"jLnZbDb/CQAA//8=",
+	"xFlvc9s28v4qO/x1JvZvaFlxcpmL/eLGcdRzpm7iidR27iJfCJErETEJ8ADQstvxd7/ZBUiTFmW7vTT3",
+	"orVI4s/uYp9n90F+i1JdVlqhcjY6/C0yaCutLPLDG5HNhL2kn6lWDpWjn6KqCpkKJ7Xa/2K1onc2zbEU",
+	"9Os7g8voMPq//bt19/1Xu0+LTYzRJrq9vY2jDG1qZEULRYfRLEdwwl4+s5AJJ0BauBKFzECshFTWgcsR",
+	"/EqwqB2kQintYIFgagXCwkpeoRpFt3FE+3wvZIHZtzUdlrzpKKIhYSYtfOpcRQu8FY432pzNHuslCAWn",
+	"s9n559nx9IdRFEeV0RUaJ/15LHR2Mzzf4L9rtA5oBM1zNxVGh5F1RqoVhQSvK0wdZlMnXG2HF7H8DS24",
+	"XDhIda0cxdXWaYrWHoFQN3BwfQ3rHBVgWTneSjosecFSXMuyLqPDv7x+HUelVP7p+Xjc2iOVwxUaMqgU",
+	"1+/8zO4AYYy4oc85igwNryuyTJKVojjvRWPDx/BCL75g6ngPdLnOvLNLURcuOoz+PplFcYSKTPsUnk4n",
+	"x2+jODr/MKWn85/4/8ezk9Mojt5OziazSRRHH85n7z68n0YXA9F1skRduymmWmUD0T3Vayi0WnEON2dV",
+	"ihtw4hKP+G1Ifb1WEFYDzla0dAZrLAoKdhvjv756SWG7i/JQjGtTbNpyrEAsrC5qh5A7V4E2/NfCTx/P",
+	"eA+pzlCtXM6rVsI5NDTxX5/y04tPbub/q84vPtnpxd8O9/c38+02jshLaQiBn9iOi4HzaXBBWK0NDtja",
+	"BotTcqUdIaRWTTaHlI1hLV0eguv5axM8WQDfQyhvDPpQu6oOKWStWOFAvt3zsRkY+40ecjesvgXI3v4e",
+	"E5Djv4cNltJYB69ewg/yDbFKNzDbKeKPQK6/98dmj7DUERisUNBBhTcgDMIXLRVm/szmUQzzqGPPXbhs",
+	"S1X3M/te6MPAOw9iH5uhM5jmWBRTtvkJbAzT08nZ2efpycd357MtpIzq6r8I2c/CSLEoCOVZhhk47U+r",
+	"VgrNMwuorqTRqkTlYKlNKII0fzBmmlPrZ2EGSOi9KNGSW1ftnutcW6QyW5MBvsSiypqc8bP5zAy62iiq",
+	"bR3G73LD8d4/xd6vny/Cj/He688X///dUJ49wvx+0y0Vip+fWXB47Ta5amMrS6fd53+bR0Plm0d6ljG1",
+	"svfi3JQLnrwQNh+sAmttLqVavZUGU6fNFnBmzeduiK0TxlmQ6ggEKFyDw7LSRpibzvh+3X2YjkIUH4HA",
+	"A8QbDOOI+LYmsOya3kgHldFZnfqM+P1M2zFikGw344bUfcWQ4LV0gffhfcKgEKC02vsVjQb6+nh0nkDW",
+	"mwZuWPULRWKAIx4IDZl3ojN8JL27Pu7sPfcnLx2shYVLWRSYweIGBFi5UqLY7Tjcqf56i9knulwwAVuX",
+	"cZuh+CcaE3NKFqItHoN1os8xf5D3fJlSomjYpy1TXO8xA79Nh6w4FddoECwOsd+9M25D3UaiZ/rgmReI",
+	"1ZPKwtlksq1JL2VRSPt4J6hhLaQ7gjEIZddcGx1olXLrstSmFM6f56uXG43fuNf7DfTX9/O9a9NWzx/L",
+	"89ZpyORAbtsCK/fj07znXJbOQ2TD2cfq/cZGQy7dKbYBhwg8PcW2cYqPUhH1Ntq4u5pdCiVWaJ7OPptW",
+	"00iplnp4WxKyRqSked0aUfGuWSEd9wukGhjL0lnvWy5UVqCxo7maq8kVmhsgF1n+krxOSPDAPo21+/N6",
+	"PH6R0ul+nv3jfMKPmBzeMUIlXA4WV9yKSNuKFiAfOk3LXInsigLJSrIXmrinf6hH6y70zEJCEEtgh4U/",
+	"942b4n+uFrjUxm8ZXOSavRuz+/Q6ORiPk7uWt7+JJ4ERHKsb0C6n2Z2BYq6WvioeciTZylQYQ0osCUeX",
+	"wE57+qK3OKfGLhkSg648MRY3cfBsrrbN80bt8lF1bkJQXWGhK4QdmcUc6biRhzEUerWSahVDhgWuhMNd",
+	"ckBpOivjGkYlB47aXACDglJkrpZGlzRAGk4svHa+viecD6PvjS5P/PtkNFeU1NIVlKw+4xa1LNyeVP1U",
+	"i+LoCo31Oft8NB6NuWJUqEQlo8PoxWg8ehGxqswZZyH7WqnDbaW2Ayw0RZVZ0ApZFzVZ5I/x4Pq6KZey",
+	"vbCAWhX0J+nffSRQSOtChxduPOaKi4sweARC+aS4W09AyAhfgqyTRREaYtsXnRynFmPvMqK8IPoizwFo",
+	"3Zug277KvVTvaum2zzTO1MgvOld6B+PxV9+7aeCGL8YauAfxfk+6833dS2/U0F6t8fvNZSSNPzj46k40",
+	"rfDTvNi4ghj5FieojMd86VxQ8lVhXZaC9EL0o7hspX+b4jwmAGWj2dwOmI+kYxL/JgnYtnkCO9pAQiIm",
+	"2QWpmOT0WlHTyqhZGV1XMaxzmeaU/aHfFISDda4L9N2oy3GuPP9L1pXESASWhae3oFV9TQCb185Cptdq",
+	"BMf9br2PMK9IfYGVdq7utfv+riy0hgT1DhYxG8Jfp4//E2F4/1rhGyNxQE0Np3FQdRTU5gYmxHb8P0fi",
+	"gC592AsjFFf8rjcdKdjcDWoqcHWRQfjnAtbafEv/NRD7sVYkxPj6oLkw6OK1bZq3A/UXQRgkIZt0G3WP",
+	"WVJobLFUKxANSrmTUr7SYWZH8M5BmmN6GWSSaJsxJy7RxpDrIrMcrUZtsH2wQwHb05WP3jj0UCUKWxu+",
+	"IOosBqmmwlmh4clzRUPpiVp5Mo/ejuBEqBSLwreZO223wsQQMxMQD+wC13OCM01vxc8QhEmc/JngbWXf",
+	"t4ZtR3VtSXWOjbSgr0hZfJWMpXTr5w9l7O3tfwIAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -34,6 +34,10 @@ func (h *handlers) ShellScriptTask(ctx context.Context, r gentasks.ShellScriptTa
 	return h.shell(ctx, r)
 }
 
+func (h *handlers) SleepTask(context.Context, gentasks.SleepTaskRequestObject) (gentasks.SleepTaskResponseObject, error) {
+	return gentasks.SleepTask200JSONResponse{}, nil
+}
+
 func (h *handlers) HttpTask(ctx context.Context, r gentasks.HttpTaskRequestObject) (gentasks.HttpTaskResponseObject, error) {
 	return h.http(ctx, r)
 }
@@ -73,7 +77,7 @@ func TestTypesComeFromTheSpec(t *testing.T) {
 	d := newDispatcher(t, &handlers{}, func(o *dispatch.Options) {
 		o.Legacy = map[string]http.Handler{"LEGACY_TASK": http.NotFoundHandler()}
 	})
-	require.Equal(t, []string{"HTTP_TASK", "LEGACY_TASK", "SHELL_SCRIPT_TASK"}, d.Types())
+	require.Equal(t, []string{"HTTP_TASK", "LEGACY_TASK", "SHELL_SCRIPT_TASK", "SLEEP_TASK"}, d.Types())
 	require.True(t, d.Supports("SHELL_SCRIPT_TASK"))
 	require.False(t, d.Supports("CI_DOCKER_EXECUTE_TASK"))
 }

@@ -9,6 +9,7 @@ import (
 	gentasks "github.com/dlite-dev/dlite/gen/tasks"
 	"github.com/dlite-dev/dlite/tasks/httptask"
 	"github.com/dlite-dev/dlite/tasks/shell"
+	"github.com/dlite-dev/dlite/tasks/sleep"
 )
 
 // Options configures the built-in task handlers. The zero value gives the defaults.
@@ -28,6 +29,8 @@ type Handlers struct {
 	Shell *shell.Handler
 	// HTTP runs HTTP_TASK.
 	HTTP *httptask.Handler
+	// Sleep runs SLEEP_TASK.
+	Sleep sleep.Handler
 }
 
 var _ gentasks.StrictServerInterface = (*Handlers)(nil)
@@ -47,7 +50,7 @@ func New(opts Options) *Handlers {
 }
 
 // Register mounts the handlers on r (an *echo.Echo or an *echo.Group) at the paths of the task
-// spec, POST /tasks/SHELL_SCRIPT_TASK and POST /tasks/HTTP_TASK.
+// spec: POST /tasks/SHELL_SCRIPT_TASK, /tasks/HTTP_TASK and /tasks/SLEEP_TASK.
 func (h *Handlers) Register(r gentasks.EchoRouter) {
 	gentasks.RegisterHandlers(r, gentasks.NewStrictHandler(h, nil))
 }
@@ -66,6 +69,11 @@ func (h *Handlers) HttpTask(ctx context.Context, req gentasks.HttpTaskRequestObj
 		return nil, errNotConfigured
 	}
 	return h.HTTP.Run(ctx, req)
+}
+
+// SleepTask runs a SLEEP_TASK; see sleep.Handler.Run.
+func (h *Handlers) SleepTask(ctx context.Context, req gentasks.SleepTaskRequestObject) (gentasks.SleepTaskResponseObject, error) {
+	return h.Sleep.Run(ctx, req)
 }
 
 // Close releases what the handlers keep between tasks: the HTTP client's idle connections. It
