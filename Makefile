@@ -8,31 +8,36 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 all: generate lint build test
 
-## generate: regenerate gen/ from openapi/*.yaml, then wire_gen.go
+EXAMPLES := examples/textops
+
+## generate: regenerate gen/ from openapi/*.yaml, then wire_gen.go, then the examples' generated code
 generate:
 	$(GO) generate ./gen/...
 	$(GO) run github.com/google/wire/cmd/wire gen .
+	for d in $(EXAMPLES); do (cd $$d && $(GO) generate ./...) || exit 1; done
 
 ## check-generated: fail when the committed generated code differs from a fresh `make generate`
 check-generated: generate
-	@git diff --exit-code --stat -- gen wire_gen.go || \
+	@git diff --exit-code --stat -- gen wire_gen.go examples || \
 		(echo "generated code is stale: run 'make generate' and commit the result" >&2; exit 1)
-	@test -z "$$(git status --porcelain -- gen wire_gen.go)" || \
-		(git status --porcelain -- gen wire_gen.go; echo "make generate created files that are not committed" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- gen wire_gen.go examples)" || \
+		(git status --porcelain -- gen wire_gen.go examples; echo "make generate created files that are not committed" >&2; exit 1)
 
 ## build: build bin/dlite (static, version and commit stamped)
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/dlite ./cmd/dlite
 
-## lint: gofmt and go vet
+## lint: gofmt and go vet, here and in the examples
 lint:
-	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*')); \
 		test -z "$$out" || (echo "gofmt needed on:"; echo "$$out"; exit 1)
 	$(GO) vet ./...
+	for d in $(EXAMPLES); do (cd $$d && $(GO) vet ./...) || exit 1; done
 
-## test: the whole test suite (what CI runs)
+## test: the whole test suite (what CI runs): this module, then each example module
 test: lint
 	$(GO) test -race -count=1 ./...
+	for d in $(EXAMPLES); do (cd $$d && $(GO) build ./... && $(GO) test -race -count=1 ./...) || exit 1; done
 
 ## run: the runner; with no manager configured, a demo on an embedded mock manager
 run:

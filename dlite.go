@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"sync"
 
 	"github.com/dlite-dev/dlite/errs"
@@ -81,7 +82,7 @@ func New(opts Options) (*Runner, error) {
 	}
 	logger := opts.Logger
 	if logger == nil {
-		logger = opts.Config.NewLogger(nil)
+		logger = opts.Config.NewLogger(os.Stderr)
 	}
 	rt, cleanup, err := assemble(opts.Config, handlers{Servers: opts.TaskServers, Legacy: opts.LegacyHandlers}, logger)
 	if err != nil {

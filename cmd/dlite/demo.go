@@ -72,18 +72,21 @@ func demo(ctx context.Context, cfg *dlite.Config, logger *slog.Logger, stdout, s
 
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
-	stopSignals := drainOnSignal(r, &run, logger)
-	defer stopSignals()
-	runDone := make(chan error, 1)
-	go func() { runDone <- r.Run(runCtx) }()
+	var runErr error
+	runDone := make(chan struct{})
+	go func() {
+		defer close(runDone)
+		runErr = dlite.RunWithSignals(runCtx, r, run.ShutdownGrace)
+	}()
 
 	code := narrate(ctx, mm, demoTasks(target), stdout, runDone)
 
 	shutdown, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_ = r.Shutdown(shutdown)
-	if err := <-runDone; err != nil {
-		return fail("runner: %v", err)
+	<-runDone
+	if runErr != nil {
+		return fail("runner: %v", runErr)
 	}
 	return code
 }
@@ -112,7 +115,7 @@ func demoTasks(target string) []demoTask {
 
 // narrate enqueues the tasks and prints each change of state until all are done, the runner stops
 // or ctx ends. It returns 0 when every task ended as expected.
-func narrate(ctx context.Context, mm *mockmanager.Server, list []demoTask, w io.Writer, runDone <-chan error) int {
+func narrate(ctx context.Context, mm *mockmanager.Server, list []demoTask, w io.Writer, runDone <-chan struct{}) int {
 	ids := make([]string, len(list))
 	for i, dt := range list {
 		id, err := mm.Enqueue(dt.task)
@@ -162,8 +165,8 @@ func narrate(ctx context.Context, mm *mockmanager.Server, list []demoTask, w io.
 		case <-tick.C:
 		case <-ctx.Done():
 			return 1
-		case err := <-runDone:
-			fmt.Fprintf(w, "\ndlite demo: the runner stopped before every task finished (%v).\n", err)
+		case <-runDone:
+			fmt.Fprintf(w, "\ndlite demo: the runner stopped before every task finished.\n")
 			return 1
 		}
 	}
