@@ -13,7 +13,9 @@ import (
 
 // delegate is a registration. Every registration makes a new one, as on the real manager.
 type delegate struct {
-	id        string
+	id string
+	// token is the delegateRandomToken the delegate registered with: one per runner process.
+	token     string
 	name      string
 	hostName  string
 	tags      []string
@@ -90,10 +92,28 @@ func (s *Server) reapLocked(now time.Time) {
 	}
 }
 
+// register records a registration and returns the delegate's id. A runner process that registers
+// again (same delegateRandomToken) keeps its id, as on the real manager, so the tasks it holds stay
+// its own; once deleted, or from a new process, it gets a new one.
 func (s *Server) register(p managerapi.DelegateParams) string {
 	now := s.now().UTC()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reapLocked(now)
+	defer s.notifyLocked()
+	if token := deref(p.DelegateRandomToken); token != "" {
+		for _, d := range s.delegateOrder {
+			if d.token == token && d.status != adminapi.DelegateStatusDELETED {
+				d.name, d.hostName = deref(p.DelegateName), deref(p.HostName)
+				d.tags, d.taskTypes = cloneOrEmpty(p.Tags), cloneOrEmpty(p.SupportedTaskTypes)
+				d.lastSeen = now
+				return d.id
+			}
+		}
+	}
 	d := &delegate{
 		id:        newID("delegate"),
+		token:     deref(p.DelegateRandomToken),
 		name:      deref(p.DelegateName),
 		hostName:  deref(p.HostName),
 		tags:      cloneOrEmpty(p.Tags),
@@ -101,12 +121,8 @@ func (s *Server) register(p managerapi.DelegateParams) string {
 		status:    adminapi.DelegateStatusENABLED,
 		lastSeen:  now,
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.reapLocked(now)
 	s.delegates[d.id] = d
 	s.delegateOrder = append(s.delegateOrder, d)
-	s.notifyLocked()
 	return d.id
 }
 

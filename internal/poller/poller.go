@@ -43,7 +43,8 @@ type Tasks interface {
 // Session tells the poller which delegate id to poll as, and when it may.
 type Session interface {
 	WaitActive(ctx context.Context) (string, error)
-	Stale(reason string)
+	// Stale reports that the manager no longer knows delegateID.
+	Stale(delegateID, reason string)
 }
 
 // Admitter says whether the machine has room for more work.
@@ -73,8 +74,14 @@ type Options struct {
 	CallTimeout time.Duration
 	// Backoff is the wait after a failed poll. Default Interval (at least 100ms) doubling to 30s.
 	Backoff retry.Policy
-	// AcquireAttempts bounds the tries of one acquire that fails with retryable errors. Default 8.
+	// AcquireAttempts bounds the tries of one acquire that fails with retryable errors. Default 30,
+	// which with the default AcquireBackoff spans about the AcquireWindow: an acquire the manager
+	// may have granted is given up only after a long outage, since the manager hands the task to
+	// nobody else meanwhile.
 	AcquireAttempts int
+	// AcquireConcurrency bounds the acquires of one poll in flight at once. Default 32: enough to
+	// keep a manager busy, few enough to reuse a small set of kept-alive connections.
+	AcquireConcurrency int
 	// AcquireWindow bounds the time all tries of one acquire may take. Default 1m.
 	AcquireWindow time.Duration
 	// AcquireBackoff is the wait between tries of one acquire. Default 100ms doubling to 2s.
@@ -102,7 +109,10 @@ func New(opts Options) *Poller {
 		opts.Backoff = retry.Policy{Initial: max(opts.Interval, 100*time.Millisecond), Max: max(opts.Interval, 30*time.Second)}
 	}
 	if opts.AcquireAttempts <= 0 {
-		opts.AcquireAttempts = 8
+		opts.AcquireAttempts = 30
+	}
+	if opts.AcquireConcurrency <= 0 {
+		opts.AcquireConcurrency = 32
 	}
 	if opts.AcquireWindow <= 0 {
 		opts.AcquireWindow = time.Minute
@@ -136,12 +146,10 @@ func (p *Poller) Run(ctx context.Context) error {
 			continue
 		}
 		if p.opts.Slots.Free() == 0 {
-			select {
-			case <-p.opts.Slots.Freed():
-				continue
-			case <-ctx.Done():
-				return ctx.Err()
+			if err := p.whileFull(ctx, delegateID); err != nil {
+				return err
 			}
+			continue
 		}
 
 		events, err := p.poll(ctx, delegateID)
@@ -150,7 +158,7 @@ func (p *Poller) Run(ctx context.Context) error {
 				return ctx.Err()
 			}
 			if errors.Is(err, errs.ErrNotFound) {
-				p.opts.Session.Stale(err.Error())
+				p.opts.Session.Stale(delegateID, err.Error())
 			}
 			wait := retry.Next(failures, err)
 			p.logger.Warn("poll failed; backing off", "err", err, "retry_in", wait.Round(time.Millisecond))
@@ -199,6 +207,47 @@ func (p *Poller) wait(ctx context.Context, backlog bool) error {
 	return nil
 }
 
+// whileFull waits for a slot to free. The tasks holding the slots may be aborted meanwhile, and
+// their abort events come with the task events, so after each poll interval it polls and acts on
+// the abort events only: task events stay with the manager until a slot is free to run them.
+func (p *Poller) whileFull(ctx context.Context, delegateID string) error {
+	t := time.NewTimer(retry.Jitter(p.opts.Interval, 0.1))
+	defer t.Stop()
+	select {
+	case <-p.opts.Slots.Freed():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	}
+	events, err := p.poll(ctx, delegateID)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, errs.ErrNotFound) {
+			p.opts.Session.Stale(delegateID, err.Error())
+		}
+		p.logger.Debug("poll for aborts failed; trying again at the next interval", "err", err)
+		return nil
+	}
+	for _, ev := range events {
+		if ev.Abort {
+			p.abort(ev.TaskID)
+		}
+	}
+	return nil
+}
+
+func (p *Poller) abort(taskID string) {
+	if p.opts.Tasks.Abort(taskID) {
+		p.logger.Info("task aborted by the manager", "task_id", taskID)
+	}
+}
+
+// walkPerSlot bounds the candidates one poll's walk tries per reserved slot.
+const walkPerSlot = 4
+
 // take handles one poll's events: aborts first, then acquires runnable tasks into reserved slots.
 // It returns how many tasks it started and whether runnable events were left for want of a slot.
 func (p *Poller) take(ctx context.Context, delegateID string, events []manager.Event) (started int, backlog bool) {
@@ -206,9 +255,7 @@ func (p *Poller) take(ctx context.Context, delegateID string, events []manager.E
 	seen := make(map[string]struct{}, len(events))
 	for _, ev := range events {
 		if ev.Abort {
-			if p.opts.Tasks.Abort(ev.TaskID) {
-				p.logger.Info("task aborted by the manager", "task_id", ev.TaskID)
-			}
+			p.abort(ev.TaskID)
 			continue
 		}
 		if _, dup := seen[ev.TaskID]; dup {
@@ -226,29 +273,54 @@ func (p *Poller) take(ctx context.Context, delegateID string, events []manager.E
 	}
 
 	reserved := p.opts.Slots.TryReserve(len(candidates))
-	// Each reserved slot gets a worker that walks the candidates until it acquires one: a task
-	// another runner won costs a request, not a slot.
-	var next, startedN atomic.Int64
+	// A bounded set of walkers shares the reserved slots: a walker takes one slot, walks the
+	// candidates until it acquires one (a task another runner won costs a request, not a slot),
+	// then takes the next slot. No more acquires are in flight than slots are reserved, and no
+	// more than AcquireConcurrency, so a poll that fills a thousand slots neither opens a thousand
+	// connections to the manager nor sends it a thousand requests at once.
+	//
+	// The walk ends after walkPerSlot candidates per reserved slot. While this runner walks, other
+	// runners take the tasks the same events offered, and a walk that trails them refuses one
+	// acquire after another, with every other slot idle until it ends; a fresh poll lists only
+	// what is still queued.
+	walk := min(len(candidates), reserved*walkPerSlot)
+	var next, startedN, unassigned atomic.Int64
+	unassigned.Store(int64(reserved))
+	takeSlot := func() bool {
+		for {
+			n := unassigned.Load()
+			if n <= 0 {
+				return false
+			}
+			if unassigned.CompareAndSwap(n, n-1) {
+				return true
+			}
+		}
+	}
 	var wg sync.WaitGroup
-	for range reserved {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(candidates) {
-					p.opts.Slots.Release()
-					return
-				}
-				if p.acquire(ctx, delegateID, candidates[i]) {
-					startedN.Add(1)
-					return
+	for range min(reserved, p.opts.AcquireConcurrency) {
+		wg.Go(func() {
+			for takeSlot() {
+				for {
+					i := int(next.Add(1)) - 1
+					if i >= walk {
+						p.opts.Slots.Release()
+						return
+					}
+					if p.acquire(ctx, delegateID, candidates[i]) {
+						startedN.Add(1)
+						break
+					}
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	return int(startedN.Load()), int(next.Load()) < len(candidates)
+	// The slots no walker took, because the candidates ran out first, go back.
+	for range unassigned.Load() {
+		p.opts.Slots.Release()
+	}
+	return int(startedN.Load()), min(int(next.Load()), walk) < len(candidates)
 }
 
 // acquire claims, acquires and starts one task; true means the task now runs in the caller's slot.
@@ -275,7 +347,9 @@ func (p *Poller) acquire(ctx context.Context, delegateID string, ev manager.Even
 		}
 		return err
 	}, func(err error) bool {
-		return !errs.Retryable(err) || attempts >= p.opts.AcquireAttempts
+		// A 2xx answer that cannot be read granted the task as surely as a lost one may have.
+		uncertain := errs.Retryable(err) || errors.Is(err, errs.ErrMalformedResponse)
+		return !uncertain || attempts >= p.opts.AcquireAttempts
 	}, nil)
 	if err != nil {
 		p.opts.Tasks.Unclaim(ev.TaskID)

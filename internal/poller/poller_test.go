@@ -138,7 +138,7 @@ func (tb *table) count() (running, peak int) {
 type activeSession struct{ stale int }
 
 func (s *activeSession) WaitActive(context.Context) (string, error) { return "d-1", nil }
-func (s *activeSession) Stale(string)                               { s.stale++ }
+func (s *activeSession) Stale(string, string)                       { s.stale++ }
 
 type admitAll struct{}
 
@@ -228,6 +228,28 @@ func TestAbortEventsReachTheTable(t *testing.T) {
 	stop()
 	_, acquires := q.snapshot()
 	require.Empty(t, acquires, "an abort event is never acquired")
+}
+
+// With every slot busy the poller still hears aborts of the running tasks, at the poll interval,
+// and acquires nothing meanwhile.
+func TestAbortReachesATaskWhileEverySlotIsBusy(t *testing.T) {
+	t.Parallel()
+	q := &queue{taken: map[string]int{}, offered: events("SHELL_SCRIPT_TASK", "long", "waiting")}
+	slots := pool.New(1)
+	tb := newTable(slots)
+	stop := run(t, q, slots, tb, 5*time.Millisecond)
+	defer stop()
+	require.Eventually(t, func() bool { n, _ := tb.count(); return n == 1 }, 10*time.Second, time.Millisecond)
+	q.mu.Lock()
+	q.offered = append(q.offered, manager.Event{TaskID: "long", TaskType: "SHELL_SCRIPT_TASK", Abort: true})
+	q.mu.Unlock()
+	require.Eventually(t, func() bool {
+		tb.mu.Lock()
+		defer tb.mu.Unlock()
+		return len(tb.aborted) > 0 && tb.aborted[0] == "long"
+	}, 10*time.Second, time.Millisecond)
+	_, acquires := q.snapshot()
+	require.Equal(t, []string{"long"}, acquires, "no slot, no acquire")
 }
 
 func TestPollFailuresBackOffAndNotFoundReregisters(t *testing.T) {

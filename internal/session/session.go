@@ -23,10 +23,15 @@ type Options struct {
 	Describe func() manager.Delegate
 	// Interval is the time between heartbeats, jittered by ±10%.
 	Interval time.Duration
-	// CallTimeout bounds one heartbeat or registration call. Default: Interval, at most 30s.
+	// CallTimeout bounds one heartbeat or registration call. Default: Interval, at least 10s and
+	// at most 30s.
 	CallTimeout time.Duration
 	// MaxFailures is how many heartbeats in a row may fail before the runner registers again.
-	// Default 3.
+	// Default 5. A manager may take a new registration for a new delegate and re-queue the
+	// unanswered tasks of the old one, so a task whose result is still on its way could run
+	// twice: a short run of failures (a flaky network, a manager restarting) must not cost the
+	// registration, and the first heartbeat that gets through says whether the manager still
+	// knows the runner.
 	MaxFailures int
 	// Backoff is the wait between failed registrations. Default 1s doubling to 1m.
 	Backoff retry.Policy
@@ -57,20 +62,21 @@ type Session struct {
 	mu      sync.Mutex
 	state   State
 	changed chan struct{}
-	// stale asks the heartbeat loop to register again without waiting for its next beat.
-	stale chan struct{}
+	// stale asks the heartbeat loop to register again without waiting for its next beat; it
+	// carries the delegate id the manager no longer knows.
+	stale chan string
 }
 
 // New returns a session that is not registered yet.
 func New(opts Options) *Session {
 	if opts.MaxFailures <= 0 {
-		opts.MaxFailures = 3
+		opts.MaxFailures = 5
 	}
 	if opts.Interval <= 0 {
 		opts.Interval = 10 * time.Second
 	}
 	if opts.CallTimeout <= 0 {
-		opts.CallTimeout = min(opts.Interval, 30*time.Second)
+		opts.CallTimeout = min(max(opts.Interval, 10*time.Second), 30*time.Second)
 	}
 	if opts.Backoff.Initial <= 0 {
 		opts.Backoff = retry.Policy{Initial: time.Second, Max: time.Minute}
@@ -85,7 +91,7 @@ func New(opts Options) *Session {
 		opts:    opts,
 		logger:  opts.Logger,
 		changed: make(chan struct{}),
-		stale:   make(chan struct{}, 1),
+		stale:   make(chan string, 1),
 	}
 }
 
@@ -121,12 +127,16 @@ func (s *Session) WaitActive(ctx context.Context) (string, error) {
 	}
 }
 
-// Stale tells the session that the manager no longer knows the delegate (for example, a poll
-// answered 404): the heartbeat loop registers again at once.
-func (s *Session) Stale(reason string) {
+// Stale tells the session that the manager no longer knows delegateID (for example, a poll made
+// as delegateID answered 404): the heartbeat loop registers again at once. A report about a
+// registration that has been replaced since is ignored, so one loss never costs two registrations.
+func (s *Session) Stale(delegateID, reason string) {
+	if delegateID == "" || delegateID != s.State().DelegateID {
+		return
+	}
 	select {
-	case s.stale <- struct{}{}:
-		s.logger.Warn("manager no longer knows this runner; registering again", "reason", reason)
+	case s.stale <- delegateID:
+		s.logger.Warn("manager no longer knows this runner; registering again", "reason", reason, "delegate_id", delegateID)
 	default:
 	}
 }
@@ -176,13 +186,19 @@ func (s *Session) registerOnce(ctx context.Context) error {
 // forgets the delegate, or when MaxFailures heartbeats in a row fail. It returns ctx.Err().
 func (s *Session) RunHeartbeats(ctx context.Context) error {
 	failures := 0
-	timer := time.NewTimer(retry.Jitter(s.opts.Interval, 0.1))
+	// The first heartbeat goes out at once: a runner that waits for approval learns it before it
+	// has polled for long.
+	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-s.stale:
+		case id := <-s.stale:
+			if id != s.State().DelegateID {
+				// A heartbeat found the loss first and the runner has registered again since.
+				continue
+			}
 			s.markUnregistered(manager.StatusUnknown)
 			if err := s.Register(ctx); err != nil {
 				return err

@@ -148,11 +148,26 @@ func (h *Handler) execute(ctx context.Context, j job) (out gentasks.ShellScriptO
 	return out, ""
 }
 
+// standardShellDirs are where the shells live on every system the runner supports. They are
+// looked at when the shell is not on the runner's PATH, as for a runner started with an empty
+// environment, where a POSIX shell would fall back to its default path as well.
+var standardShellDirs = []string{"/bin", "/usr/bin"}
+
 func (h *Handler) shellPath(shell gentasks.ShellScriptDataShell) string {
 	if p := h.Shells[shell]; p != "" {
 		return p
 	}
-	return string(shell)
+	name := string(shell)
+	if _, err := exec.LookPath(name); err == nil {
+		return name
+	}
+	for _, dir := range standardShellDirs {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+			return p
+		}
+	}
+	return name
 }
 
 func (h *Handler) killGrace() time.Duration {
