@@ -117,7 +117,7 @@ func (c *Client) do(ctx context.Context, op string, send sendFunc) (int, []byte,
 		return 0, nil, c.transportError(ctx, op, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
+	body, err := readBody(resp)
 	if err != nil {
 		return 0, nil, c.transportError(ctx, op, err)
 	}
@@ -141,6 +141,25 @@ func (c *Client) do(ctx context.Context, op string, send sendFunc) (int, []byte,
 		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), c.now())
 	}
 	return 0, nil, e
+}
+
+// readBody reads an answer, at most maxResponseBytes+1 bytes of it. When the length is announced
+// the body is read into a buffer of that size at once instead of one grown from 512 bytes, which
+// spares every call a few allocations and copies.
+func readBody(resp *http.Response) ([]byte, error) {
+	if n := resp.ContentLength; n >= 0 && n <= maxResponseBytes {
+		// net/http stops the body at the announced length and reports an answer cut short as
+		// io.ErrUnexpectedEOF, as io.ReadAll would.
+		body := make([]byte, n)
+		if _, err := io.ReadFull(resp.Body, body); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		return body, nil
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
 }
 
 // transportError classifies a failure to get an answer: the manager may be back later. The cause

@@ -26,8 +26,12 @@ const (
 	dialKeepAlive       = 30 * time.Second
 	tlsHandshakeTimeout = 10 * time.Second
 	idleConnTimeout     = 90 * time.Second
+	// A runner talks to one host with up to a poll, a heartbeat, the poller's acquires (32 at
+	// once) and the reporter's sends (64 at once) in flight. Keeping that many connections idle
+	// lets a busy runner reuse them instead of dialing a connection per call and leaving the
+	// closed ones in TIME_WAIT.
 	maxIdleConns        = 128
-	maxIdleConnsPerHost = 64
+	maxIdleConnsPerHost = 128
 )
 
 const configOp = "configure manager client"

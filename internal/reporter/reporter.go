@@ -168,7 +168,15 @@ func (r *Reporter) done() {
 }
 
 func (r *Reporter) deliver(ctx context.Context, key string, res manager.Result, storedAt time.Time) {
-	log := r.logger.With("task_id", res.TaskID, "task_type", res.TaskType, "code", res.Code)
+	// Most deliveries succeed at once and log nothing at the usual levels; the logger with the
+	// result's attributes is built only when a line is written.
+	var logger *slog.Logger
+	log := func() *slog.Logger {
+		if logger == nil {
+			logger = r.logger.With("task_id", res.TaskID, "task_type", res.TaskType, "code", res.Code)
+		}
+		return logger
+	}
 	expires := storedAt.Add(r.opts.TTL)
 	attempts := 0
 	err := retry.Until(ctx, r.opts.Backoff, func(ctx context.Context) error {
@@ -178,30 +186,32 @@ func (r *Reporter) deliver(ctx context.Context, key string, res manager.Result, 
 		attempts++
 		return r.send(ctx, res)
 	}, func(err error) bool { return !errs.Retryable(err) }, func(err error, wait time.Duration) {
-		log.Warn("result not delivered yet; retrying", "err", err, "attempt", attempts, "retry_in", wait.Round(time.Millisecond))
+		log().Warn("result not delivered yet; retrying", "err", err, "attempt", attempts, "retry_in", wait.Round(time.Millisecond))
 	})
 	var outcome Outcome
 	switch {
 	case err == nil:
 		outcome = Delivered
-		log.Debug("result delivered", "attempts", attempts)
+		if r.logger.Enabled(ctx, slog.LevelDebug) {
+			log().Debug("result delivered", "attempts", attempts)
+		}
 	case ctx.Err() != nil:
 		if key != "" {
-			log.Info("runner stopping; result stays in the spool for the next start")
+			log().Info("runner stopping; result stays in the spool for the next start")
 		} else {
-			log.Error("runner stopping; result LOST (it could not be spooled)")
+			log().Error("runner stopping; result LOST (it could not be spooled)")
 		}
 		return
 	case errs.CodeOf(err) == errs.CodeExpired:
 		outcome = Expired
-		log.Error("result LOST: the manager did not accept it before it expired", "err", err, "attempts", attempts, "ttl", r.opts.TTL)
+		log().Error("result LOST: the manager did not accept it before it expired", "err", err, "attempts", attempts, "ttl", r.opts.TTL)
 	default:
 		outcome = Rejected
-		log.Error("result LOST: the manager refused it for good", "err", err, "attempts", attempts)
+		log().Error("result LOST: the manager refused it for good", "err", err, "attempts", attempts)
 	}
 	if key != "" {
 		if rmErr := r.opts.Spool.Remove(key); rmErr != nil {
-			log.Error("could not remove spooled result; it will be delivered again at the next start", "err", rmErr)
+			log().Error("could not remove spooled result; it will be delivered again at the next start", "err", rmErr)
 		}
 	}
 	if r.opts.OnDone != nil {

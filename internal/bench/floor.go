@@ -1,0 +1,346 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/google/uuid"
+)
+
+// FloorOptions configure the floor: the least a client can do to run tasks with the manager's
+// protocol.
+type FloorOptions struct {
+	// Endpoint is the manager's base URL.
+	Endpoint string
+	// AccountID and Secret (32 hex characters) are the account the floor mints its token for.
+	AccountID string
+	Secret    string
+	// Workers is how many tasks run at once.
+	Workers int
+	// Interval is the wait between polls that start nothing.
+	Interval time.Duration
+	// StartsFile, when set, receives one "taskID unixNano" line per started task when the floor
+	// stops.
+	StartsFile string
+}
+
+// floor makes the calls a runner must make per task, and nothing else: it polls only when a
+// worker is free, acquires at most as many events as it has free workers (concurrently, one
+// goroutine per free worker walking the events), runs the task (a SLEEP_TASK wait), posts the
+// result in the background and frees the worker. It polls again at once while a poll keeps
+// starting tasks and slots are free, waits for a freed worker when a poll left events behind, and
+// otherwise waits the interval: the same discipline as the runner, so both make the same calls.
+// It validates nothing, keeps no spool and logs nothing.
+type floor struct {
+	opts     FloorOptions
+	base     string
+	query    string
+	client   *http.Client
+	auth     string
+	delegate string
+	free     atomic.Int64
+	freed    chan struct{}
+	claimed  sync.Map
+	mu       sync.Mutex
+	starts   []start
+	results  sync.WaitGroup
+}
+
+type start struct {
+	id string
+	at int64
+}
+
+// newFloorClient is a plain HTTP client tuned for many small calls to one host: every worker
+// keeps its connection alive between calls.
+func newFloorClient(workers int) *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:        0,
+			MaxIdleConnsPerHost: max(workers, 64) + 64,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+		},
+		Timeout: 30 * time.Second,
+	}
+}
+
+// RunFloor registers a delegate that runs SLEEP_TASK and runs tasks until ctx ends.
+func RunFloor(ctx context.Context, opts FloorOptions) error {
+	key, err := hex.DecodeString(opts.Secret)
+	if err != nil || len(key) != 16 {
+		return errors.New("floor: the account secret must be 32 hex characters")
+	}
+	tok, err := mintToken(opts.AccountID, key)
+	if err != nil {
+		return err
+	}
+	f := &floor{
+		opts:   opts,
+		base:   opts.Endpoint,
+		query:  "accountId=" + url.QueryEscape(opts.AccountID),
+		client: newFloorClient(opts.Workers),
+		auth:   "Delegate " + tok,
+		freed:  make(chan struct{}, 1),
+	}
+	f.free.Store(int64(opts.Workers))
+	if err := f.register(ctx); err != nil {
+		return err
+	}
+	err = f.loop(ctx)
+	f.results.Wait()
+	if werr := f.writeStarts(); werr != nil {
+		return werr
+	}
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// mintToken makes the Delegate JWE once: the floor runs for minutes, well within its lifetime.
+func mintToken(account string, key []byte) (string, error) {
+	enc, err := jose.NewEncrypter(jose.A128GCM, jose.Recipient{Algorithm: jose.DIRECT, Key: key},
+		(&jose.EncrypterOptions{}).WithType("JWT"))
+	if err != nil {
+		return "", err
+	}
+	now := time.Now()
+	return jwt.Encrypted(enc).Claims(jwt.Claims{
+		Subject: account, Issuer: "issuer", Audience: jwt.Audience{"audience"},
+		IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(20 * time.Minute)),
+		ID: uuid.NewString(),
+	}).Serialize()
+}
+
+func (f *floor) call(ctx context.Context, method, path string, body []byte, out any) (int, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, f.base+path, rd)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", f.auth)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if out != nil && resp.StatusCode == http.StatusOK {
+		err = json.NewDecoder(resp.Body).Decode(out)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body) // drain, so the connection is reused
+	return resp.StatusCode, err
+}
+
+func (f *floor) register(ctx context.Context) error {
+	body, _ := json.Marshal(map[string]any{
+		"accountId": f.opts.AccountID, "delegateName": "bench-floor", "delegateType": "DOCKER",
+		"ng": true, "pollingModeEnabled": true, "supportedTaskTypes": []string{"SLEEP_TASK"},
+	})
+	var out struct {
+		Resource struct {
+			DelegateID string `json:"delegateId"`
+		} `json:"resource"`
+	}
+	status, err := f.call(ctx, http.MethodPost, "/api/agent/delegates/register?"+f.query, body, &out)
+	if err != nil || status != http.StatusOK || out.Resource.DelegateID == "" {
+		return fmt.Errorf("floor: register: status %d: %v", status, err)
+	}
+	f.delegate = out.Resource.DelegateID
+	return nil
+}
+
+type floorEvent struct {
+	ID        string `json:"delegateTaskId"`
+	TaskType  string `json:"taskType"`
+	EventType string `json:"eventType"`
+}
+
+func (f *floor) loop(ctx context.Context) error {
+	pollPath := "/api/agent/delegates/" + f.delegate + "/task-events?" + f.query
+	for {
+		if f.free.Load() == 0 {
+			select {
+			case <-f.freed:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		var page struct {
+			Events []floorEvent `json:"delegateTaskEvents"`
+		}
+		if _, err := f.call(ctx, http.MethodGet, pollPath, nil, &page); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err := sleepCtx(ctx, f.opts.Interval); err != nil {
+				return err
+			}
+			continue
+		}
+		cands := page.Events[:0]
+		for _, ev := range page.Events {
+			if ev.EventType == "DelegateTaskAbortEvent" || ev.TaskType != "SLEEP_TASK" {
+				continue
+			}
+			if _, busy := f.claimed.Load(ev.ID); busy {
+				continue
+			}
+			cands = append(cands, ev)
+		}
+		started, backlog := f.take(ctx, cands)
+		if started > 0 && f.free.Load() > 0 {
+			continue
+		}
+		t := time.NewTimer(f.opts.Interval)
+		var freed <-chan struct{}
+		if backlog {
+			freed = f.freed
+		}
+		select {
+		case <-t.C:
+		case <-freed:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+		t.Stop()
+	}
+}
+
+// take reserves free workers for the candidates and acquires into them; it returns how many
+// tasks started and whether candidates were left for want of a worker.
+func (f *floor) take(ctx context.Context, cands []floorEvent) (int, bool) {
+	if len(cands) == 0 {
+		return 0, false
+	}
+	n := int64(len(cands))
+	for {
+		free := f.free.Load()
+		n = min(n, free)
+		if n == 0 || f.free.CompareAndSwap(free, free-n) {
+			break
+		}
+	}
+	var next, started atomic.Int64
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(cands) {
+					f.release()
+					return
+				}
+				if f.acquire(ctx, cands[i].ID) {
+					started.Add(1)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return int(started.Load()), int(next.Load()) < len(cands)
+}
+
+func (f *floor) release() {
+	f.free.Add(1)
+	select {
+	case f.freed <- struct{}{}:
+	default:
+	}
+}
+
+type floorTask struct {
+	ID   string `json:"id"`
+	Type string `json:"type"`
+	Data struct {
+		Milliseconds int64 `json:"milliseconds"`
+	} `json:"data"`
+}
+
+// acquire claims, acquires and starts one task; true means it runs in the caller's worker.
+func (f *floor) acquire(ctx context.Context, id string) bool {
+	if _, busy := f.claimed.LoadOrStore(id, struct{}{}); busy {
+		return false
+	}
+	var t floorTask
+	status, err := f.call(context.WithoutCancel(ctx), http.MethodPut,
+		"/api/agent/v2/delegates/"+f.delegate+"/tasks/"+id+"/acquire?"+f.query+"&delegateInstanceId="+f.delegate, nil, &t)
+	if err != nil || status != http.StatusOK || t.ID == "" {
+		f.claimed.Delete(id)
+		return false
+	}
+	f.mu.Lock()
+	f.starts = append(f.starts, start{id: t.ID, at: time.Now().UnixNano()})
+	f.mu.Unlock()
+	f.results.Add(1)
+	go f.run(t)
+	return true
+}
+
+func (f *floor) run(t floorTask) {
+	defer f.results.Done()
+	if t.Data.Milliseconds > 0 {
+		time.Sleep(time.Duration(t.Data.Milliseconds) * time.Millisecond)
+	}
+	body := []byte(`{"id":"` + t.ID + `","type":"` + t.Type + `","code":"OK","data":{"sleptMilliseconds":` +
+		strconv.FormatInt(t.Data.Milliseconds, 10) + `}}`)
+	f.release()
+	_, _ = f.call(context.Background(), http.MethodPost, "/api/agent/v2/tasks/"+t.ID+"/delegates/"+f.delegate+"?"+f.query, body, nil)
+	f.claimed.Delete(t.ID)
+}
+
+func (f *floor) writeStarts() error {
+	if f.opts.StartsFile == "" {
+		return nil
+	}
+	file, err := os.Create(f.opts.StartsFile)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(file)
+	f.mu.Lock()
+	for _, s := range f.starts {
+		fmt.Fprintf(w, "%s %d\n", s.id, s.at)
+	}
+	f.mu.Unlock()
+	if err := w.Flush(); err != nil {
+		file.Close()
+		return err
+	}
+	return file.Close()
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
