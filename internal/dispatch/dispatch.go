@@ -187,22 +187,10 @@ func (d *Dispatcher) Dispatch(ctx context.Context, task *manager.Task, logger *s
 		return failed(errs.Newf(errs.CodeTaskTooLarge, "", "task data is %d bytes, more than the limit of %d bytes", len(task.Data), d.maxData), nil, settled)
 	}
 
-	var req *http.Request
-	var err error
-	var serve http.Handler
-	if h, ok := d.legacy[task.Type]; ok {
-		req, err = legacyRequest(ctx, task)
-		serve = h
-	} else {
-		req, err = d.taskRequest(ctx, task)
-		serve = d.echo
-	}
-	if err != nil {
-		close(settled)
-		return failed(err, nil, settled)
-	}
-
-	rec := newRecorder()
+	// The request is built and validated in the handler's goroutine, not the caller's: validation
+	// runs deep, and a goroutine's stack stays as large as it ever grew. The caller then waits on a
+	// shallow stack, which matters when thousands of tasks wait at once.
+	var buildErr error
 	var outcome Outcome
 	go func() {
 		defer close(settled)
@@ -212,6 +200,19 @@ func (d *Dispatcher) Dispatch(ctx context.Context, task *manager.Task, logger *s
 				outcome = failed(errs.Newf(errs.CodePanic, "", "task handler panicked: %v", v), nil, settled)
 			}
 		}()
+		var req *http.Request
+		var serve http.Handler
+		if h, ok := d.legacy[task.Type]; ok {
+			req, buildErr = legacyRequest(ctx, task)
+			serve = h
+		} else {
+			req, buildErr = d.taskRequest(ctx, task)
+			serve = d.echo
+		}
+		if buildErr != nil {
+			return
+		}
+		rec := newRecorder()
 		serve.ServeHTTP(rec, req)
 		outcome = rec.outcome(task.Type, serve == d.echo, settled)
 	}()
@@ -226,6 +227,10 @@ func (d *Dispatcher) Dispatch(ctx context.Context, task *manager.Task, logger *s
 				"waited", d.abandonAfter, "cause", context.Cause(ctx))
 			return interrupted(ctx, Outcome{Code: manager.CodeFailed, Settled: settled})
 		}
+	}
+	if buildErr != nil {
+		// The task never reached its handler: why it could not is the outcome, cancelled or not.
+		return failed(buildErr, nil, settled)
 	}
 	if outcome.Code == manager.CodeOK || ctx.Err() == nil {
 		return outcome
@@ -356,10 +361,26 @@ func describe(err error) string {
 	return strings.Join(slices.Compact(parts), "; ")
 }
 
+// errorCodeHeader carries an error code from writeError to the recorder, in-process only.
+const errorCodeHeader = "X-Dlite-Error-Code"
+
 // writeError answers a handler's Go error: echo's errors keep their status, anything else is a 500.
-// Either way the body carries the message, which becomes the task's reported error.
+// Either way the body carries the message, which becomes the task's reported error. Data that the
+// schema accepts but the generated types cannot hold (1e3 for an int64) fails to bind: that is
+// invalid task data, said without echoing the value.
 func writeError(err error, c echo.Context) {
 	if c.Response().Committed {
+		return
+	}
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		c.Response().Header().Set(errorCodeHeader, string(errs.CodeInvalidTaskData))
+		field := typeErr.Field
+		if field == "" {
+			field = "(root)"
+		}
+		_ = c.JSON(http.StatusBadRequest, map[string]string{
+			"message": fmt.Sprintf("/%s: must be a value the handler can take as %s", strings.ReplaceAll(field, ".", "/"), typeErr.Type)})
 		return
 	}
 	status, msg := http.StatusInternalServerError, err.Error()

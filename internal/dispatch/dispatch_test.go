@@ -298,3 +298,17 @@ func TestSpecMustFollowTheConvention(t *testing.T) {
 	require.ErrorIs(t, err, errs.ErrInvalidConfig)
 	require.Contains(t, err.Error(), "declared twice")
 }
+
+func TestDataTheTypesCannotHoldIsInvalidData(t *testing.T) {
+	t.Parallel()
+	d := newDispatcher(t, &handlers{})
+	// 1e3 is an integer to the schema, but not to Go's int64.
+	out := d.Dispatch(context.Background(), &manager.Task{
+		Envelope: tasks.Envelope{ID: "t-1", Type: "SLEEP_TASK"},
+		Data:     json.RawMessage(`{"milliseconds":1e3}`),
+	}, nil)
+	require.Equal(t, manager.CodeFailed, out.Code)
+	require.ErrorIs(t, out.Err, errs.ErrInvalidTaskData)
+	require.EqualError(t, out.Err, "invalid SLEEP_TASK data: /milliseconds: must be a value the handler can take as int64")
+	<-out.Settled
+}

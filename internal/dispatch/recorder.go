@@ -55,6 +55,9 @@ func (r *recorder) outcome(taskType string, spec bool, settled <-chan struct{}) 
 	if spec {
 		var fb failureBody
 		if json.Unmarshal(body, &fb) == nil && fb.Message != "" {
+			if r.header.Get(errorCodeHeader) == string(errs.CodeInvalidTaskData) {
+				return failed(errs.Newf(errs.CodeInvalidTaskData, "", "invalid %s data: %s", taskType, fb.Message), nil, settled)
+			}
 			return failed(errs.New(errs.CodeHandlerFailed, "", fb.Message), nullToNil(fb.Data), settled)
 		}
 	}

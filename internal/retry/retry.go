@@ -29,11 +29,15 @@ func (p Policy) NewBackOff() *backoff.ExponentialBackOff {
 	return b
 }
 
+// MaxRetryAfter caps the wait a manager can ask for with Retry-After, so an absurd value cannot
+// stall polling or reporting for hours.
+const MaxRetryAfter = 5 * time.Minute
+
 // Next returns the wait before the next attempt after err: the backoff's next interval, or the
-// Retry-After the manager sent with err when that is longer.
+// Retry-After the manager sent with err when that is longer (at most MaxRetryAfter).
 func Next(b backoff.BackOff, err error) time.Duration {
 	d := b.NextBackOff()
-	if ra := errs.RetryAfter(err); ra > d {
+	if ra := min(errs.RetryAfter(err), MaxRetryAfter); ra > d {
 		d = ra
 	}
 	return d

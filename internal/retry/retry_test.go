@@ -15,8 +15,10 @@ import (
 func TestNextHonoursRetryAfter(t *testing.T) {
 	t.Parallel()
 	b := retry.Policy{Initial: time.Millisecond, Max: 10 * time.Millisecond}.NewBackOff()
-	err := &errs.Error{Code: errs.CodeManagerUnavailable, RetryAfter: time.Hour}
-	require.Equal(t, time.Hour, retry.Next(b, err))
+	err := &errs.Error{Code: errs.CodeManagerUnavailable, RetryAfter: 30 * time.Second}
+	require.Equal(t, 30*time.Second, retry.Next(b, err))
+	absurd := &errs.Error{Code: errs.CodeManagerUnavailable, RetryAfter: 1000 * time.Hour}
+	require.Equal(t, retry.MaxRetryAfter, retry.Next(b, absurd), "a manager cannot stall the runner for days")
 	require.LessOrEqual(t, retry.Next(b, errors.New("plain")), 15*time.Millisecond)
 }
 

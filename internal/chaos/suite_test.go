@@ -1,0 +1,47 @@
+package chaos_test
+
+import (
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/dlite-dev/dlite/internal/chaos"
+)
+
+// TestChaos runs the chaos suite: 300 tasks through two runner processes (CHAOS_TASKS sets
+// another count) while the manager fails a fifth of the calls, resets a tenth, answers slowly and
+// loses some answers, and one runner is killed with SIGKILL and restarted midway. Nothing may be
+// lost and nothing executed twice. It takes about a minute, so -short skips it.
+func TestChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the chaos suite runs real runner processes for about a minute")
+	}
+	tasks, deadline := 300, 2*time.Minute
+	if v, err := strconv.Atoi(os.Getenv("CHAOS_TASKS")); err == nil && v > 0 {
+		tasks = v
+		if tasks > 300 {
+			deadline = 5 * time.Minute
+		}
+	}
+	rep, err := chaos.Run(t.Context(), chaos.Config{
+		WorkDir:  t.TempDir(),
+		Race:     raceEnabled,
+		Tasks:    tasks,
+		Deadline: deadline,
+		Progress: t.Output(),
+	})
+	require.NoError(t, err)
+	rep.Print(t.Output())
+	require.Equal(t, tasks, rep.Submitted)
+	require.Zero(t, rep.Lost, "tasks without a result: %v", rep.LostIDs)
+	require.Zero(t, rep.DuplicateExecutions, "tasks executed twice: %v", rep.DuplicateIDs)
+	require.Zero(t, rep.RaceReports, "data races in the runners")
+	require.False(t, rep.DeadlineExceeded, "the run did not end within %s", deadline)
+	require.Equal(t, 1, rep.Kills)
+	require.Equal(t, 3, rep.Starts, "two runners, one of them started again after the kill")
+	require.Zero(t, rep.NotOK, "every task of the suite succeeds")
+	require.True(t, rep.OK())
+}
