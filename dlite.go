@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/dlite-dev/dlite/errs"
 	"github.com/dlite-dev/dlite/internal/config"
@@ -64,8 +65,8 @@ type Runner struct {
 }
 
 // New assembles a runner. It fails when the configuration is invalid, a task spec cannot be
-// loaded or breaks the `POST /tasks/<TASK_TYPE>` convention, no task type is supported, or the
-// spool is held by another runner.
+// loaded or breaks the `POST /tasks/<TASK_TYPE>` convention, no task type is supported, the
+// spool is held by another runner, or the status endpoint's address (DLITE_HTTP_ADDR) is taken.
 func New(opts Options) (*Runner, error) {
 	if opts.Config == nil {
 		return nil, errs.New(errs.CodeInvalidConfig, "dlite.New", "Options.Config is required")
@@ -101,15 +102,43 @@ func (r *Runner) Run(ctx context.Context) error {
 	defer r.Close()
 	r.logger.Info("runner starting", "name", r.rt.Identity.Name, "task_types", r.rt.Identity.TaskTypes,
 		"parallel_workers", r.rt.Pool.Size(), "spool", r.rt.Spool.Dir())
+	if srv := r.rt.HTTP; srv != nil {
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve() }()
+		// The endpoint lives as long as the runner: through the drain, so probes see it, and no
+		// longer, so a stopped runner answers nothing.
+		defer func() {
+			stop, cancel := context.WithTimeout(context.WithoutCancel(ctx), httpShutdownWait)
+			defer cancel()
+			_ = srv.Shutdown(stop)
+			if err := <-served; err != nil {
+				r.logger.Warn("status endpoint failed", "err", err)
+			}
+		}()
+	}
 	return r.rt.Runner.Run(ctx)
 }
+
+// StatusURL returns the address of the runner's status page and metrics (DLITE_HTTP_ADDR), or ""
+// when the endpoint is off.
+func (r *Runner) StatusURL() string {
+	if r.rt.HTTP == nil {
+		return ""
+	}
+	return "http://" + r.rt.HTTP.Addr().String() + "/"
+}
+
+// httpShutdownWait bounds how long requests to the status endpoint may take to finish once the
+// runner has stopped.
+const httpShutdownWait = 5 * time.Second
 
 // Shutdown stops the runner gracefully: it stops taking work at once, lets running tasks finish
 // until ctx ends (cancel ctx early to cancel them sooner), reports every one, and returns when Run
 // has returned.
 func (r *Runner) Shutdown(ctx context.Context) error { return r.rt.Runner.Shutdown(ctx) }
 
-// Close releases what the runner holds (its spool's lock) without running it. Run calls it.
+// Close releases what the runner holds (its spool's lock and its status endpoint's address)
+// without running it. Run calls it.
 func (r *Runner) Close() error {
 	r.closeOnce.Do(r.cleanup)
 	return nil

@@ -7,11 +7,13 @@ import (
 
 	"github.com/google/wire"
 
+	"github.com/dlite-dev/dlite/errs"
 	"github.com/dlite-dev/dlite/internal/admission"
 	"github.com/dlite-dev/dlite/internal/config"
 	"github.com/dlite-dev/dlite/internal/dispatch"
 	"github.com/dlite-dev/dlite/internal/executor"
 	"github.com/dlite-dev/dlite/internal/harness"
+	"github.com/dlite-dev/dlite/internal/httpapi"
 	"github.com/dlite-dev/dlite/internal/manager"
 	"github.com/dlite-dev/dlite/internal/poller"
 	"github.com/dlite-dev/dlite/internal/pool"
@@ -19,6 +21,7 @@ import (
 	"github.com/dlite-dev/dlite/internal/runner"
 	"github.com/dlite-dev/dlite/internal/session"
 	"github.com/dlite-dev/dlite/internal/spool"
+	"github.com/dlite-dev/dlite/internal/telemetry"
 )
 
 // handlers is what a runner is built to run: the generated task servers and legacy handlers.
@@ -37,13 +40,21 @@ type runtime struct {
 	Spool     *spool.Spool
 	Admission *admission.Controller
 	Identity  runner.Identity
+	Telemetry *telemetry.Recorder
+	Monitor   *telemetry.Monitor
+	// HTTP is the status endpoint, bound but not serving yet; nil when DLITE_HTTP_ADDR is empty.
+	HTTP *httpapi.Server
 }
 
 // runtimeSet assembles a runner from the configuration: the composition root of the runtime.
 var runtimeSet = wire.NewSet(
 	provideManagerOptions,
-	harness.ProviderSet,
+	provideHarness,
+	provideManager,
 	provideDispatcher,
+	provideRecorderOptions,
+	provideMonitorOptions,
+	telemetry.ProviderSet,
 	providePool,
 	provideSpool,
 	provideReporter,
@@ -53,6 +64,7 @@ var runtimeSet = wire.NewSet(
 	provideAdmission,
 	providePoller,
 	provideRunner,
+	provideHTTP,
 	wire.Struct(new(runtime), "*"),
 )
 
@@ -68,6 +80,67 @@ func provideManagerOptions(cfg *config.Config, logger *slog.Logger) harness.Opti
 		InsecureSkipVerify: cfg.TLS.InsecureSkipVerify,
 		Logger:             logger,
 	}
+}
+
+// provideHarness makes the manager client; its cleanup closes the connections it keeps alive, so
+// a stopped runner leaves nothing open behind it.
+func provideHarness(opts harness.Options) (*harness.Client, func(), error) {
+	c, err := harness.New(opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, c.CloseIdleConnections, nil
+}
+
+// provideManager is the manager as the runtime talks to it: the client, with every call timed.
+func provideManager(c *harness.Client, rec *telemetry.Recorder) manager.Manager {
+	return rec.InstrumentManager(c)
+}
+
+func provideRecorderOptions(d *dispatch.Dispatcher) telemetry.RecorderOptions {
+	return telemetry.RecorderOptions{TaskTypes: d.Types()}
+}
+
+func provideMonitorOptions(cfg *config.Config, rec *telemetry.Recorder, r *runner.Runner, s *session.Session, p *pool.Pool,
+	sp *spool.Spool, rep *reporter.Reporter, a *admission.Controller, id runner.Identity) telemetry.MonitorOptions {
+	return telemetry.MonitorOptions{
+		Recorder: rec,
+		Sources: telemetry.Sources{
+			Phase:          r.Phase,
+			Session:        s.State,
+			Slots:          func() (int, int) { return p.InUse(), p.Size() },
+			SpoolDepth:     sp.Len,
+			PendingResults: rep.Pending,
+			Usage:          a.Usage,
+		},
+		Name:              id.Name,
+		TaskTypes:         id.TaskTypes,
+		HeartbeatInterval: cfg.HeartbeatInterval,
+	}
+}
+
+// provideHTTP binds the status endpoint when DLITE_HTTP_ADDR is set; Runner.Run serves it. Binding
+// here makes a taken address fail New, before the runner registers.
+func provideHTTP(cfg *config.Config, mon *telemetry.Monitor, logger *slog.Logger) (*httpapi.Server, func(), error) {
+	if cfg.HTTPAddr == "" {
+		return nil, func() {}, nil
+	}
+	srv, err := httpapi.New(httpapi.Options{
+		Addr:     cfg.HTTPAddr,
+		Username: cfg.HTTPUsername,
+		Password: cfg.HTTPPassword,
+		Status:   mon,
+		Metrics:  mon.Gatherer(),
+		Logger:   logger,
+	})
+	if err != nil {
+		return nil, nil, errs.Wrap(errs.CodeInvalidConfig, "dlite.New", err)
+	}
+	if err := srv.Listen(); err != nil {
+		return nil, nil, errs.Newf(errs.CodeInvalidConfig, "dlite.New",
+			"%v: give each runner on a host its own DLITE_HTTP_ADDR, or set it to off", err)
+	}
+	return srv, func() { _ = srv.Close() }, nil
 }
 
 func provideDispatcher(cfg *config.Config, h handlers, logger *slog.Logger) (*dispatch.Dispatcher, error) {
@@ -89,12 +162,12 @@ func provideSpool(cfg *config.Config, logger *slog.Logger) (*spool.Spool, func()
 	return sp, func() { _ = sp.Close() }, nil
 }
 
-func provideReporter(cfg *config.Config, mgr manager.Manager, sp *spool.Spool, logger *slog.Logger) *reporter.Reporter {
-	return reporter.New(reporter.Options{Sender: mgr, Spool: sp, TTL: cfg.ResultTTL, Logger: logger})
+func provideReporter(cfg *config.Config, mgr manager.Manager, sp *spool.Spool, rec *telemetry.Recorder, logger *slog.Logger) *reporter.Reporter {
+	return reporter.New(reporter.Options{Sender: mgr, Spool: sp, TTL: cfg.ResultTTL, Logger: logger, OnDone: rec.ResultDone})
 }
 
-func provideExecutor(d *dispatch.Dispatcher, p *pool.Pool, r *reporter.Reporter, logger *slog.Logger) *executor.Executor {
-	return executor.New(executor.Options{Dispatcher: d, Slots: p, Reporter: r, Logger: logger})
+func provideExecutor(d *dispatch.Dispatcher, p *pool.Pool, r *reporter.Reporter, rec *telemetry.Recorder, logger *slog.Logger) *executor.Executor {
+	return executor.New(executor.Options{Dispatcher: d, Slots: p, Reporter: r, Observer: rec, Logger: logger})
 }
 
 func provideIdentity(cfg *config.Config, d *dispatch.Dispatcher) runner.Identity {
@@ -119,13 +192,14 @@ func provideAdmission(cfg *config.Config, logger *slog.Logger) *admission.Contro
 }
 
 func providePoller(cfg *config.Config, mgr manager.Manager, p *pool.Pool, x *executor.Executor, s *session.Session,
-	a *admission.Controller, d *dispatch.Dispatcher, logger *slog.Logger) *poller.Poller {
+	a *admission.Controller, d *dispatch.Dispatcher, rec *telemetry.Recorder, logger *slog.Logger) *poller.Poller {
 	return poller.New(poller.Options{
 		Source:   mgr,
 		Slots:    p,
 		Tasks:    x,
 		Session:  s,
-		Admitter: a,
+		Admitter: rec.InstrumentAdmitter(a),
+		Observer: rec,
 		Supports: d.Supports,
 		Interval: cfg.PollInterval,
 		Logger:   logger,

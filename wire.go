@@ -11,7 +11,8 @@ import (
 )
 
 // assemble builds a runner's runtime from its configuration, handlers and logger. The cleanup
-// releases what the runtime holds (the spool's lock).
+// releases what the runtime holds: the status endpoint's address, the spool's lock and the
+// connections kept open to the manager.
 func assemble(cfg *config.Config, h handlers, logger *slog.Logger) (*runtime, func(), error) {
 	panic(wire.Build(runtimeSet))
 }

@@ -8,36 +8,55 @@ package dlite
 
 import (
 	"github.com/dlite-dev/dlite/internal/config"
-	"github.com/dlite-dev/dlite/internal/harness"
+	"github.com/dlite-dev/dlite/internal/telemetry"
 	"log/slog"
 )
 
 // Injectors from wire.go:
 
 // assemble builds a runner's runtime from its configuration, handlers and logger. The cleanup
-// releases what the runtime holds (the spool's lock).
+// releases what the runtime holds: the status endpoint's address, the spool's lock and the
+// connections kept open to the manager.
 func assemble(cfg *config.Config, h handlers, logger *slog.Logger) (*runtime, func(), error) {
 	options := provideManagerOptions(cfg, logger)
-	client, err := harness.New(options)
+	client, cleanup, err := provideHarness(options)
 	if err != nil {
 		return nil, nil, err
 	}
 	dispatcher, err := provideDispatcher(cfg, h, logger)
 	if err != nil {
+		cleanup()
 		return nil, nil, err
 	}
+	recorderOptions := provideRecorderOptions(dispatcher)
+	recorder := telemetry.NewRecorder(recorderOptions)
+	manager := provideManager(client, recorder)
 	identity := provideIdentity(cfg, dispatcher)
 	pool := providePool(cfg)
-	spool, cleanup, err := provideSpool(cfg, logger)
+	spool, cleanup2, err := provideSpool(cfg, logger)
 	if err != nil {
+		cleanup()
 		return nil, nil, err
 	}
-	reporter := provideReporter(cfg, client, spool, logger)
-	executor := provideExecutor(dispatcher, pool, reporter, logger)
-	session := provideSession(cfg, client, identity, executor, logger)
+	reporter := provideReporter(cfg, manager, spool, recorder, logger)
+	executor := provideExecutor(dispatcher, pool, reporter, recorder, logger)
+	session := provideSession(cfg, manager, identity, executor, logger)
 	controller := provideAdmission(cfg, logger)
-	poller := providePoller(cfg, client, pool, executor, session, controller, dispatcher, logger)
+	poller := providePoller(cfg, manager, pool, executor, session, controller, dispatcher, recorder, logger)
 	runner := provideRunner(session, poller, executor, reporter, controller, logger)
+	monitorOptions := provideMonitorOptions(cfg, recorder, runner, session, pool, spool, reporter, controller, identity)
+	monitor, err := telemetry.NewMonitor(monitorOptions)
+	if err != nil {
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
+	server, cleanup3, err := provideHTTP(cfg, monitor, logger)
+	if err != nil {
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
 	dliteRuntime := &runtime{
 		Runner:    runner,
 		Session:   session,
@@ -47,8 +66,13 @@ func assemble(cfg *config.Config, h handlers, logger *slog.Logger) (*runtime, fu
 		Spool:     spool,
 		Admission: controller,
 		Identity:  identity,
+		Telemetry: recorder,
+		Monitor:   monitor,
+		HTTP:      server,
 	}
 	return dliteRuntime, func() {
+		cleanup3()
+		cleanup2()
 		cleanup()
 	}, nil
 }

@@ -61,14 +61,22 @@ func demo(ctx context.Context, cfg *dlite.Config, logger *slog.Logger, stdout, s
 	run.SpoolDir = spool
 	run.PollInterval = min(run.PollInterval, 200*time.Millisecond)
 	run.HeartbeatInterval = min(run.HeartbeatInterval, 2*time.Second)
+	if run.HTTPAddr != "" {
+		// Any free port: the demo must not fail because a runner already holds the default one.
+		run.HTTPAddr = "127.0.0.1:0"
+	}
 	r, err := dlite.New(dlite.Options{Config: &run, TaskServers: []dlite.TaskServer{dlite.BuiltinTasks()}, Logger: logger})
 	if err != nil {
 		return fail("%v", err)
 	}
 
 	fmt.Fprintf(stdout, "dlite demo: no manager configured (DLITE_MANAGER_ENDPOINT is empty), so this runs against an embedded mock manager at %s.\n", running.URL())
-	fmt.Fprintf(stdout, "dlite demo: the runner supports %s; it will get %d example tasks and stop by itself (Ctrl-C stops it sooner).\n\n",
+	fmt.Fprintf(stdout, "dlite demo: the runner supports %s; it will get %d example tasks and stop by itself (Ctrl-C stops it sooner).\n",
 		strings.Join(r.TaskTypes(), ", "), len(demoTasks(target)))
+	if url := r.StatusURL(); url != "" {
+		fmt.Fprintf(stdout, "dlite demo: while it runs, its status page is at %s and its metrics at %smetrics.\n", url, url)
+	}
+	fmt.Fprintln(stdout)
 
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()

@@ -159,7 +159,8 @@ func (x *Executor) run(ctx context.Context, task *manager.Task, delegateID strin
 	}
 	x.opts.Reporter.Deliver(res)
 
-	attrs := []any{"code", res.Code, "duration", took.Round(time.Millisecond)}
+	// Milliseconds, the same number in text and JSON logs (a Duration is nanoseconds in JSON).
+	attrs := []any{"code", res.Code, "duration_ms", took.Milliseconds()}
 	if res.Error != "" {
 		attrs = append(attrs, "error", res.Error, "reason", errs.CodeOf(out.Err))
 	}
