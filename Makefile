@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all generate check-generated build test lint run mock-manager
+.PHONY: all generate check-generated build test test-deps lint run mock-manager
 
 all: generate lint build test
 
@@ -34,8 +34,12 @@ lint:
 	$(GO) vet ./...
 	for d in $(EXAMPLES); do (cd $$d && $(GO) vet ./...) || exit 1; done
 
+## test-deps: what the tests need beyond Go (Debian's chromium for the browser test)
+test-deps:
+	.ci/test-deps
+
 ## test: the whole test suite (what CI runs): this module, then each example module
-test: lint
+test: test-deps lint
 	$(GO) test -race -count=1 ./...
 	for d in $(EXAMPLES); do (cd $$d && $(GO) build ./... && $(GO) test -race -count=1 ./...) || exit 1; done
 
