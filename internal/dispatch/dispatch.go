@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -61,9 +62,8 @@ type Outcome struct {
 	Err error
 	// Data is the handler's output as JSON, or nil when it produced none.
 	Data json.RawMessage
-	// Settled is closed once the handler has returned. It is still open when the task was reported
-	// without waiting for a handler that ignored its cancelled context; the task's slot stays taken
-	// until then, so the runner never runs more handlers than it has slots.
+	// Settled, set by Dispatch, is closed once the handler has returned. It is still open when the
+	// task was reported without waiting for a handler that ignored its cancelled context.
 	Settled <-chan struct{}
 }
 
@@ -166,11 +166,17 @@ func (d *Dispatcher) Supports(taskType string) bool {
 	return ok
 }
 
-// Dispatch runs the task and returns its outcome. ctx is the task's context: cancel it with
-// errs.ErrAborted or errs.ErrShuttingDown as the cause to stop the task; Dispatch adds the deadline
-// from the task's timeout, the envelope and logger (the dispatcher's own when nil). Dispatch never
-// panics because a handler did.
-func (d *Dispatcher) Dispatch(ctx context.Context, task *manager.Task, logger *slog.Logger) Outcome {
+// Run runs the task in the calling goroutine and calls report exactly once with its outcome. ctx
+// is the task's context: cancel it with errs.ErrAborted or errs.ErrShuttingDown as the cause to
+// stop the task; Run adds the deadline from the task's timeout, the envelope and logger (the
+// dispatcher's own when nil). A handler that panics fails its task.
+//
+// Run returns when the handler has returned. A handler that ignores its cancelled context for
+// AbandonAfter is reported without it, from a timer, while it goes on in the calling goroutine:
+// the task is answered in time, and the caller's slot stays taken until the handler really
+// returns, so a runner never runs more handlers than it has slots. One goroutine per task, even
+// while thousands wait.
+func (d *Dispatcher) Run(ctx context.Context, task *manager.Task, logger *slog.Logger, report func(Outcome)) {
 	if logger == nil {
 		logger = d.logger
 	}
@@ -180,62 +186,81 @@ func (d *Dispatcher) Dispatch(ctx context.Context, task *manager.Task, logger *s
 		defer cancel()
 	}
 	ctx = tasks.WithLogger(tasks.WithEnvelope(ctx, &task.Envelope), logger)
-
-	settled := make(chan struct{})
 	if d.maxData > 0 && int64(len(task.Data)) > d.maxData {
-		close(settled)
-		return failed(errs.Newf(errs.CodeTaskTooLarge, "", "task data is %d bytes, more than the limit of %d bytes", len(task.Data), d.maxData), nil, settled)
+		report(failed(errs.Newf(errs.CodeTaskTooLarge, "", "task data is %d bytes, more than the limit of %d bytes", len(task.Data), d.maxData), nil))
+		return
 	}
 
-	// The request is built and validated in the handler's goroutine, not the caller's: validation
-	// runs deep, and a goroutine's stack stays as large as it ever grew. The caller then waits on a
-	// shallow stack, which matters when thousands of tasks wait at once.
-	var buildErr error
-	var outcome Outcome
-	go func() {
-		defer close(settled)
-		defer func() {
-			if v := recover(); v != nil {
-				logger.Error("task handler panicked", "panic", v, "stack", string(debug.Stack()))
-				outcome = failed(errs.Newf(errs.CodePanic, "", "task handler panicked: %v", v), nil, settled)
+	var reported atomic.Bool
+	once := func(o Outcome) {
+		if reported.CompareAndSwap(false, true) {
+			report(o)
+		}
+	}
+	var abandon atomic.Pointer[time.Timer]
+	stopWatching := context.AfterFunc(ctx, func() {
+		abandon.Store(time.AfterFunc(d.abandonAfter, func() {
+			if reported.Load() {
+				return
 			}
-		}()
-		var req *http.Request
-		var serve http.Handler
-		if h, ok := d.legacy[task.Type]; ok {
-			req, buildErr = legacyRequest(ctx, task)
-			serve = h
-		} else {
-			req, buildErr = d.taskRequest(ctx, task)
-			serve = d.echo
-		}
-		if buildErr != nil {
-			return
-		}
-		rec := newRecorder()
-		serve.ServeHTTP(rec, req)
-		outcome = rec.outcome(task.Type, serve == d.echo, settled)
-	}()
-
-	select {
-	case <-settled:
-	case <-ctx.Done():
-		select {
-		case <-settled:
-		case <-time.After(d.abandonAfter):
 			logger.Warn("task handler ignored its cancelled context; reporting the task without it",
 				"waited", d.abandonAfter, "cause", context.Cause(ctx))
-			return interrupted(ctx, Outcome{Code: manager.CodeFailed, Settled: settled})
+			once(interrupted(ctx, Outcome{Code: manager.CodeFailed}))
+		}))
+	})
+	defer func() {
+		stopWatching()
+		if t := abandon.Load(); t != nil {
+			t.Stop()
 		}
+	}()
+
+	outcome, reached := d.serve(ctx, task, logger)
+	if reached && outcome.Code != manager.CodeOK && ctx.Err() != nil {
+		outcome = interrupted(ctx, outcome)
 	}
-	if buildErr != nil {
-		// The task never reached its handler: why it could not is the outcome, cancelled or not.
-		return failed(buildErr, nil, settled)
+	once(outcome)
+}
+
+// serve builds the task's request, validates it and serves it to the handler. reached is false
+// when the task never got to its handler: why it could not is then the outcome, cancelled or not.
+func (d *Dispatcher) serve(ctx context.Context, task *manager.Task, logger *slog.Logger) (outcome Outcome, reached bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			logger.Error("task handler panicked", "panic", v, "stack", string(debug.Stack()))
+			outcome, reached = failed(errs.Newf(errs.CodePanic, "", "task handler panicked: %v", v), nil), true
+		}
+	}()
+	var req *http.Request
+	var serve http.Handler
+	var err error
+	if h, ok := d.legacy[task.Type]; ok {
+		req, err = legacyRequest(ctx, task)
+		serve = h
+	} else {
+		req, err = d.taskRequest(ctx, task)
+		serve = d.echo
 	}
-	if outcome.Code == manager.CodeOK || ctx.Err() == nil {
-		return outcome
+	if err != nil {
+		return failed(err, nil), false
 	}
-	return interrupted(ctx, outcome)
+	rec := newRecorder()
+	serve.ServeHTTP(rec, req)
+	return rec.outcome(task.Type, serve == d.echo), true
+}
+
+// Dispatch runs the task like Run, in a goroutine of its own, and returns its outcome as soon as
+// it is reported; the outcome's Settled is closed when the handler has returned.
+func (d *Dispatcher) Dispatch(ctx context.Context, task *manager.Task, logger *slog.Logger) Outcome {
+	settled := make(chan struct{})
+	reported := make(chan Outcome, 1)
+	go func() {
+		defer close(settled)
+		d.Run(ctx, task, logger, func(o Outcome) { reported <- o })
+	}()
+	o := <-reported
+	o.Settled = settled
+	return o
 }
 
 // interrupted rewrites a failed outcome whose context ended: the cause of the cancellation, not
@@ -257,8 +282,8 @@ func interrupted(ctx context.Context, o Outcome) Outcome {
 	return o
 }
 
-func failed(err error, data json.RawMessage, settled <-chan struct{}) Outcome {
-	return Outcome{Code: manager.CodeFailed, Err: err, Data: data, Settled: settled}
+func failed(err error, data json.RawMessage) Outcome {
+	return Outcome{Code: manager.CodeFailed, Err: err, Data: data}
 }
 
 // taskRequest builds the in-process request for a spec task and validates it, filling in defaults.

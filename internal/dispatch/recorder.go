@@ -42,7 +42,7 @@ type failureBody struct {
 // outcome maps the recorded answer to an Outcome. A 2xx is success with the body as output. For
 // spec handlers, anything else carries {message, data}; for legacy handlers the whole body is the
 // error text.
-func (r *recorder) outcome(taskType string, spec bool, settled <-chan struct{}) Outcome {
+func (r *recorder) outcome(taskType string, spec bool) Outcome {
 	status := r.status
 	if status == 0 {
 		// Nothing written at all: a handler that returns normally answered 200.
@@ -50,22 +50,22 @@ func (r *recorder) outcome(taskType string, spec bool, settled <-chan struct{}) 
 	}
 	body := bytes.TrimSpace(r.body.Bytes())
 	if status >= 200 && status < 300 {
-		return Outcome{Code: manager.CodeOK, Data: asJSON(body), Settled: settled}
+		return Outcome{Code: manager.CodeOK, Data: asJSON(body)}
 	}
 	if spec {
 		var fb failureBody
 		if json.Unmarshal(body, &fb) == nil && fb.Message != "" {
 			if r.header.Get(errorCodeHeader) == string(errs.CodeInvalidTaskData) {
-				return failed(errs.Newf(errs.CodeInvalidTaskData, "", "invalid %s data: %s", taskType, fb.Message), nil, settled)
+				return failed(errs.Newf(errs.CodeInvalidTaskData, "", "invalid %s data: %s", taskType, fb.Message), nil)
 			}
-			return failed(errs.New(errs.CodeHandlerFailed, "", fb.Message), nullToNil(fb.Data), settled)
+			return failed(errs.New(errs.CodeHandlerFailed, "", fb.Message), nullToNil(fb.Data))
 		}
 	}
 	msg := string(body)
 	if msg == "" {
 		msg = fmt.Sprintf("status %d %s", status, http.StatusText(status))
 	}
-	return failed(errs.New(errs.CodeHandlerFailed, "", msg), nil, settled)
+	return failed(errs.New(errs.CodeHandlerFailed, "", msg), nil)
 }
 
 // asJSON returns the body as JSON output: as is when it is JSON, `{}` when it is empty, and as a

@@ -12,9 +12,10 @@ import (
 	"github.com/dlite-dev/dlite/internal/manager"
 )
 
-// Dispatcher runs one task.
+// Dispatcher runs one task in the calling goroutine and reports its outcome exactly once (see
+// dispatch.Dispatcher.Run).
 type Dispatcher interface {
-	Dispatch(ctx context.Context, task *manager.Task, logger *slog.Logger) dispatch.Outcome
+	Run(ctx context.Context, task *manager.Task, logger *slog.Logger, report func(dispatch.Outcome))
 }
 
 // Slots is the pool the tasks run in.
@@ -135,12 +136,23 @@ func (x *Executor) Start(task *manager.Task, delegateID string) {
 	})
 }
 
+// run runs the task in its slot's goroutine. The result is handed over as soon as the outcome is
+// reported; the slot stays taken, and the task listed as running, until the handler has returned
+// (later than the report only for a handler that ignored its cancellation).
 func (x *Executor) run(ctx context.Context, task *manager.Task, delegateID string, info RunningTask) {
 	log := x.logger.With("task_id", task.ID, "task_type", task.Type)
 	log.Info("task started", "timeout", task.Timeout)
-	out := x.opts.Dispatcher.Dispatch(ctx, task, log)
-	took := x.opts.Now().Sub(info.StartedAt)
+	x.opts.Dispatcher.Run(ctx, task, log, func(out dispatch.Outcome) { x.finish(task, delegateID, info, log, out) })
+	x.mu.Lock()
+	delete(x.claimed, task.ID)
+	x.finished[task.ID] = x.opts.Now()
+	x.pruneLocked()
+	x.mu.Unlock()
+}
 
+// finish hands a task's outcome to the reporter, logs it and tells the observer.
+func (x *Executor) finish(task *manager.Task, delegateID string, info RunningTask, log *slog.Logger, out dispatch.Outcome) {
+	took := x.opts.Now().Sub(info.StartedAt)
 	endpoint := manager.EndpointLegacy
 	if task.RunnerResponse {
 		endpoint = manager.EndpointRunner
@@ -168,14 +180,6 @@ func (x *Executor) run(ctx context.Context, task *manager.Task, delegateID strin
 	if x.opts.Observer != nil {
 		x.opts.Observer.TaskFinished(info, res, took)
 	}
-
-	// The slot stays taken until a handler that ignored its cancellation really returns.
-	<-out.Settled
-	x.mu.Lock()
-	delete(x.claimed, task.ID)
-	x.finished[task.ID] = x.opts.Now()
-	x.pruneLocked()
-	x.mu.Unlock()
 }
 
 func (x *Executor) pruneLocked() {
