@@ -24,6 +24,9 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return 2
 	}
 	logger := cfg.NewLogger(stderr)
+	if err := harden(); err != nil {
+		logger.Warn("could not keep the runner's environment from the tasks it runs", "err", err)
+	}
 	if cfg.Embedded() {
 		return demo(ctx, cfg, logger, stdout, stderr)
 	}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/dlite-dev/dlite/mockmanager"
+)
+
+// A script runs as the runner's user, yet cannot read the runner's environment, where the account
+// secret is, from /proc/$PPID/environ: the runner made itself non-dumpable. The runner runs as
+// nobody here, since root may read any process's files.
+func TestScriptsCannotReadTheRunnersEnvironment(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the runner as another user")
+	}
+	t.Parallel()
+	mm := mockmanager.NewTest(t, mockmanager.Options{})
+	const nobody = 65534
+
+	// A tree that user can read (the binary) and write (spool, temp dirs, working directory).
+	dir := filepath.Join(os.TempDir(), "dlite-harden-"+strings.ReplaceAll(t.Name(), "/", "_"))
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	exe := filepath.Join(dir, "dlite")
+	b, err := os.ReadFile(binary)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(exe, b, 0o755))
+	for _, sub := range []string{"spool", "tmp", "home"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, sub), 0o777))
+		require.NoError(t, os.Chmod(filepath.Join(dir, sub), 0o777))
+	}
+
+	env := []string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + filepath.Join(dir, "home"), "TMPDIR=" + filepath.Join(dir, "tmp"),
+		"DLITE_MANAGER_ENDPOINT=" + mm.URL, "DLITE_ACCOUNT_ID=" + mm.AccountID(), "DLITE_ACCOUNT_SECRET=" + mm.AccountSecret(),
+		"DLITE_SPOOL_DIR=" + filepath.Join(dir, "spool"), "DLITE_POLL_INTERVAL_MILLISECS=50", "DLITE_HTTP_ADDR=off",
+	}
+	p := &process{stdout: newOutput(), stderr: newOutput(), exited: make(chan struct{})}
+	p = startAs(t, p, exe, env, &syscall.Credential{Uid: nobody, Gid: nobody}, dir)
+
+	id := enqueue(t, mm, newTask(t, "SHELL_SCRIPT_TASK", map[string]any{
+		"script": `id -u; cat /proc/$PPID/environ; echo "cat exited $?"`,
+	}, 60))
+	st := waitTask(t, mm, id, isAnswered)
+	out := string(*st.Responses[0].Data)
+	require.Contains(t, out, "65534", "the script ran as the runner's user")
+	require.Contains(t, out, "Permission denied")
+	require.NotContains(t, out, mm.AccountSecret())
+	p.signal(t, syscall.SIGTERM)
+	require.Equal(t, 0, p.wait(t))
+}
+
+// startAs runs exe run as the given user, with exactly env.
+func startAs(t *testing.T, p *process, exe string, env []string, cred *syscall.Credential, dir string) *process {
+	t.Helper()
+	p.cmd = exec.Command(exe, "run")
+	p.cmd.Env = env
+	p.cmd.Dir = dir
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	require.NoError(t, p.cmd.Start())
+	go func() {
+		defer close(p.exited)
+		_ = p.cmd.Wait()
+		p.code = p.cmd.ProcessState.ExitCode()
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+		if t.Failed() {
+			t.Logf("stderr:\n%s", p.stderr)
+		}
+	})
+	return p
+}
