@@ -42,8 +42,10 @@ func TestScriptsCannotReadTheRunnersEnvironment(t *testing.T) {
 		"DLITE_MANAGER_ENDPOINT=" + mm.URL, "DLITE_ACCOUNT_ID=" + mm.AccountID(), "DLITE_ACCOUNT_SECRET=" + mm.AccountSecret(),
 		"DLITE_SPOOL_DIR=" + filepath.Join(dir, "spool"), "DLITE_POLL_INTERVAL_MILLISECS=50", "DLITE_HTTP_ADDR=off",
 	}
-	p := &process{stdout: newOutput(), stderr: newOutput(), exited: make(chan struct{})}
-	p = startAs(t, p, exe, env, &syscall.Credential{Uid: nobody, Gid: nobody}, dir)
+	cmd := exec.Command(exe, "run")
+	cmd.Env, cmd.Dir = env, dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	p := startProcess(t, cmd)
 
 	id := enqueue(t, mm, newTask(t, "SHELL_SCRIPT_TASK", map[string]any{
 		"script": `id -u; cat /proc/$PPID/environ; echo "cat exited $?"`,
@@ -55,32 +57,4 @@ func TestScriptsCannotReadTheRunnersEnvironment(t *testing.T) {
 	require.NotContains(t, out, mm.AccountSecret())
 	p.signal(t, syscall.SIGTERM)
 	require.Equal(t, 0, p.wait(t))
-}
-
-// startAs runs exe run as the given user, with exactly env.
-func startAs(t *testing.T, p *process, exe string, env []string, cred *syscall.Credential, dir string) *process {
-	t.Helper()
-	p.cmd = exec.Command(exe, "run")
-	p.cmd.Env = env
-	p.cmd.Dir = dir
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	require.NoError(t, p.cmd.Start())
-	go func() {
-		defer close(p.exited)
-		_ = p.cmd.Wait()
-		p.code = p.cmd.ProcessState.ExitCode()
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.exited
-		}
-		if t.Failed() {
-			t.Logf("stderr:\n%s", p.stderr)
-		}
-	})
-	return p
 }

@@ -104,12 +104,20 @@ type process struct {
 // when the test ends if it is still running.
 func startBinary(t *testing.T, env []string, args ...string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(binary, args...), stdout: newOutput(), stderr: newOutput(), exited: make(chan struct{})}
-	p.cmd.Env = env
-	p.cmd.Dir = t.TempDir()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = env
+	cmd.Dir = t.TempDir()
+	return startProcess(t, cmd)
+}
+
+// startProcess starts cmd, collecting its output, and kills it when the test ends if it is still
+// running; a failed test logs what it wrote.
+func startProcess(t *testing.T, cmd *exec.Cmd) *process {
+	t.Helper()
+	p := &process{cmd: cmd, stdout: newOutput(), stderr: newOutput(), exited: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start dlite %s: %v", strings.Join(args, " "), err)
+		t.Fatalf("start %s: %v", strings.Join(cmd.Args, " "), err)
 	}
 	go func() {
 		defer close(p.exited)
@@ -124,7 +132,7 @@ func startBinary(t *testing.T, env []string, args ...string) *process {
 			<-p.exited
 		}
 		if t.Failed() {
-			t.Logf("dlite %s stdout:\n%s\nstderr:\n%s", strings.Join(args, " "), p.stdout, p.stderr)
+			t.Logf("%s stdout:\n%s\nstderr:\n%s", strings.Join(cmd.Args, " "), p.stdout, p.stderr)
 		}
 	})
 	return p

@@ -20,6 +20,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/dlite-dev/dlite/internal/retry"
 )
 
 // Options configure a bench run.
@@ -375,7 +377,7 @@ func (d *driver) idle(ctx context.Context, tg string) (Idle, error) {
 		return Idle{}, err
 	}
 	d.progress("%s idle: registered; settling %s, measuring %s", tg, d.opts.Settle, d.opts.Window)
-	if err := sleepCtx(ctx, d.opts.Settle); err != nil {
+	if err := retry.Sleep(ctx, d.opts.Settle); err != nil {
 		return Idle{}, err
 	}
 	cpu0, err := ProcCPU(p.pid())
@@ -383,7 +385,7 @@ func (d *driver) idle(ctx context.Context, tg string) (Idle, error) {
 		return Idle{}, err
 	}
 	t0 := time.Now()
-	if err := sleepCtx(ctx, d.opts.Window); err != nil {
+	if err := retry.Sleep(ctx, d.opts.Window); err != nil {
 		return Idle{}, err
 	}
 	cpu1, err := ProcCPU(p.pid())
@@ -432,7 +434,7 @@ func (d *driver) throughput(ctx context.Context, tg string, workers int) (Throug
 	}
 	from, to := time.Unix(0, s.FirstAcquireNano), time.Unix(0, s.LastResultNano)
 	// Let the samplers see the end of the window before reading it off.
-	if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
+	if err := retry.Sleep(ctx, 20*time.Millisecond); err != nil {
 		return Throughput{}, err
 	}
 	took := to.Sub(from)
@@ -491,7 +493,7 @@ func (d *driver) paced(ctx context.Context, m *mock) ([]string, []int64, error) 
 	mean := time.Duration(float64(time.Second) / d.opts.PacedRate)
 	for range d.opts.Paced {
 		gap := time.Duration(mathrand.ExpFloat64() * float64(mean))
-		if err := sleepCtx(ctx, gap); err != nil {
+		if err := retry.Sleep(ctx, gap); err != nil {
 			return nil, nil, err
 		}
 		sent := time.Now().UnixNano()
@@ -592,7 +594,7 @@ func (d *driver) sleepers(ctx context.Context, tg string) (Sleepers, error) {
 	}
 	ramp := time.Duration(s.LastAcquireNano - s.FirstAcquireNano)
 	// Every task is acquired; the handler starts follow within milliseconds. Settle, then measure.
-	if err := sleepCtx(ctx, d.opts.Settle); err != nil {
+	if err := retry.Sleep(ctx, d.opts.Settle); err != nil {
 		return Sleepers{}, err
 	}
 	cpu0, err := ProcCPU(p.pid())
@@ -600,7 +602,7 @@ func (d *driver) sleepers(ctx context.Context, tg string) (Sleepers, error) {
 		return Sleepers{}, err
 	}
 	t0 := time.Now()
-	if err := sleepCtx(ctx, d.opts.Window); err != nil {
+	if err := retry.Sleep(ctx, d.opts.Window); err != nil {
 		return Sleepers{}, err
 	}
 	cpu1, err := ProcCPU(p.pid())

@@ -21,6 +21,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/google/uuid"
+
+	"github.com/dlite-dev/dlite/internal/retry"
 )
 
 // FloorOptions configure the floor: the least a client can do to run tasks with the manager's
@@ -195,7 +197,7 @@ func (f *floor) loop(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if err := sleepCtx(ctx, f.opts.Interval); err != nil {
+			if err := retry.Sleep(ctx, f.opts.Interval); err != nil {
 				return err
 			}
 			continue
@@ -332,15 +334,4 @@ func (f *floor) writeStarts() error {
 		return err
 	}
 	return file.Close()
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

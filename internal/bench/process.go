@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dlite-dev/dlite/internal/retry"
 )
 
 func listen(addr string) (net.Listener, error) {
@@ -158,7 +160,7 @@ func waitFor(ctx context.Context, timeout, period time.Duration, what string, ch
 		if time.Now().After(deadline) {
 			return fmt.Errorf("wait for %s: not after %s", what, timeout)
 		}
-		if err := sleepCtx(ctx, period); err != nil {
+		if err := retry.Sleep(ctx, period); err != nil {
 			return err
 		}
 	}
