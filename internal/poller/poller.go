@@ -157,9 +157,6 @@ func (p *Poller) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if errors.Is(err, errs.ErrNotFound) {
-				p.opts.Session.Stale(delegateID, err.Error())
-			}
 			wait := retry.Next(failures, err)
 			p.logger.Warn("poll failed; backing off", "err", err, "retry_in", wait.Round(time.Millisecond))
 			if err := retry.Sleep(ctx, wait); err != nil {
@@ -179,12 +176,17 @@ func (p *Poller) Run(ctx context.Context) error {
 	}
 }
 
+// poll asks the manager for the delegate's events. A 404 means the manager no longer knows the
+// delegate: the session is told, whichever loop polled.
 func (p *Poller) poll(ctx context.Context, delegateID string) ([]manager.Event, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
+	callCtx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
 	defer cancel()
-	events, err := p.opts.Source.Poll(ctx, delegateID)
+	events, err := p.opts.Source.Poll(callCtx, delegateID)
 	if p.opts.Observer != nil {
 		p.opts.Observer.Polled(len(events), err)
+	}
+	if err != nil && ctx.Err() == nil && errors.Is(err, errs.ErrNotFound) {
+		p.opts.Session.Stale(delegateID, err.Error())
 	}
 	return events, err
 }
@@ -224,9 +226,6 @@ func (p *Poller) whileFull(ctx context.Context, delegateID string) error {
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
-		}
-		if errors.Is(err, errs.ErrNotFound) {
-			p.opts.Session.Stale(delegateID, err.Error())
 		}
 		p.logger.Debug("poll for aborts failed; trying again at the next interval", "err", err)
 		return nil
