@@ -177,7 +177,7 @@ func provideIdentity(cfg *config.Config, d *dispatch.Dispatcher) runner.Identity
 func provideSession(cfg *config.Config, mgr manager.Manager, id runner.Identity, x *executor.Executor, logger *slog.Logger) *session.Session {
 	return session.New(session.Options{
 		Manager:  mgr,
-		Describe: func() manager.Delegate { return id.Delegate(x.RunningIDs(), time.Now()) },
+		Describe: func() manager.Delegate { return id.Describe(x.RunningIDs(), time.Now()) },
 		Interval: cfg.HeartbeatInterval,
 		Logger:   logger,
 	})

@@ -11,21 +11,15 @@ import (
 	"github.com/dlite-dev/dlite/internal/manager"
 )
 
-// Identity is what a runner says of itself to the manager, fixed for the life of the process.
+// Identity is what a runner says of itself to the manager, fixed for the life of the process: a
+// manager.Delegate without the running tasks and the time, which change with every heartbeat.
 type Identity struct {
-	Name     string
-	HostName string
-	IP       string
-	// Token is random per process. The manager uses it to tell runner processes apart; it is never
-	// the account secret.
-	Token     string
-	Tags      []string
-	TaskTypes []string
-	Capacity  int
+	manager.Delegate
 }
 
 // NewIdentity fills in the host name, the address the runner reaches the manager from, and a
-// fresh process token. name defaults to the host name.
+// fresh process token (random per process, never the account secret). name defaults to the host
+// name.
 func NewIdentity(name, endpoint string, tags, taskTypes []string, capacity int) Identity {
 	host, err := os.Hostname()
 	if err != nil || host == "" {
@@ -34,7 +28,7 @@ func NewIdentity(name, endpoint string, tags, taskTypes []string, capacity int) 
 	if name == "" {
 		name = host
 	}
-	return Identity{
+	return Identity{manager.Delegate{
 		Name:      name,
 		HostName:  host,
 		IP:        outboundIP(endpoint),
@@ -42,22 +36,14 @@ func NewIdentity(name, endpoint string, tags, taskTypes []string, capacity int) 
 		Tags:      tags,
 		TaskTypes: taskTypes,
 		Capacity:  capacity,
-	}
+	}}
 }
 
-// Delegate describes the runner at a moment, with the tasks it runs then.
-func (id Identity) Delegate(running []string, at time.Time) manager.Delegate {
-	return manager.Delegate{
-		Name:      id.Name,
-		HostName:  id.HostName,
-		IP:        id.IP,
-		Token:     id.Token,
-		Tags:      id.Tags,
-		TaskTypes: id.TaskTypes,
-		Capacity:  id.Capacity,
-		Running:   running,
-		At:        at,
-	}
+// Describe returns the runner as it is at a moment, with the tasks it runs then.
+func (id Identity) Describe(running []string, at time.Time) manager.Delegate {
+	d := id.Delegate
+	d.Running, d.At = running, at
+	return d
 }
 
 // outboundIP returns the local address used to reach the endpoint's host. Dialling UDP sends no

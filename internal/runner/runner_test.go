@@ -88,7 +88,7 @@ func assemble(t *testing.T, mm *mockmanager.TestServer, spoolDir string, finalWa
 	id := runner.NewIdentity("runner-test", mm.URL, nil, d.Types(), slots.Size())
 	s := session.New(session.Options{
 		Manager:  client,
-		Describe: func() manager.Delegate { return id.Delegate(x.RunningIDs(), time.Now()) },
+		Describe: func() manager.Delegate { return id.Describe(x.RunningIDs(), time.Now()) },
 		Interval: 100 * time.Millisecond,
 		Backoff:  retry.Policy{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond},
 		Logger:   logger,
