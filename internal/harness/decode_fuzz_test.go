@@ -209,12 +209,18 @@ func FuzzRetryAfter(f *testing.F) {
 		a.set(status, []byte(`{}`), value, false)
 		_, err := c.Poll(context.Background(), "del-1")
 		require.Error(t, err)
-		if !errs.Retryable(err) {
-			// A value net/http would not send or read made the exchange itself fail.
-			return
-		}
+		require.True(t, errs.Retryable(err), "%v", err)
 		wait := errs.RetryAfter(err)
 		require.GreaterOrEqual(t, wait, time.Duration(0))
+		var e *errs.Error
+		require.ErrorAs(t, err, &e)
+		if e.Status == 0 {
+			// A value net/http will not read (a control character, say) broke the exchange
+			// itself: retryable like any broken connection, with no wait to honour.
+			require.Zero(t, wait, "%v", err)
+			return
+		}
+		require.Equal(t, status, e.Status)
 		sent := strings.TrimSpace(value)
 		if secs, perr := strconv.ParseInt(sent, 10, 64); perr == nil && sent == strings.TrimSpace(headerValue(value)) {
 			if secs > 0 && secs <= math.MaxInt64/int64(time.Second) {
