@@ -47,8 +47,23 @@ type envelopeKey struct{}
 
 type loggerKey struct{}
 
-// WithEnvelope returns a context that carries env. The runtime calls it; handlers read the
-// envelope back with FromContext.
+type taskKey struct{}
+
+// task is what WithTask puts in a context: one value instead of two, for every running task.
+type task struct {
+	env    *Envelope
+	logger *slog.Logger
+}
+
+// WithTask returns a context that carries the task's envelope and the runner's logger, the way the
+// runtime hands both to a handler. Logger annotates the logger with the task's id and type when a
+// handler asks for it, so a handler that never logs costs no annotated logger.
+func WithTask(ctx context.Context, env *Envelope, logger *slog.Logger) context.Context {
+	return context.WithValue(ctx, taskKey{}, task{env: env, logger: logger})
+}
+
+// WithEnvelope returns a context that carries env, for calling a handler directly (in a unit
+// test, say); handlers read the envelope back with FromContext.
 func WithEnvelope(ctx context.Context, env *Envelope) context.Context {
 	return context.WithValue(ctx, envelopeKey{}, env)
 }
@@ -56,21 +71,31 @@ func WithEnvelope(ctx context.Context, env *Envelope) context.Context {
 // FromContext returns the envelope of the task a handler runs. ok is false outside a task, for
 // example when a handler is called directly in a unit test without WithEnvelope.
 func FromContext(ctx context.Context) (env *Envelope, ok bool) {
+	if t, isTask := ctx.Value(taskKey{}).(task); isTask && t.env != nil {
+		return t.env, true
+	}
 	env, ok = ctx.Value(envelopeKey{}).(*Envelope)
 	return env, ok && env != nil
 }
 
-// WithLogger returns a context that carries the task's logger.
+// WithLogger returns a context that carries logger as the task's logger, returned by Logger as
+// is.
 func WithLogger(ctx context.Context, logger *slog.Logger) context.Context {
 	return context.WithValue(ctx, loggerKey{}, logger)
 }
 
-// Logger returns the logger of the task a handler runs, already annotated with the task's id and
-// type. Outside a task it returns a logger that discards everything, so handlers can log
-// unconditionally.
+// Logger returns the logger of the task a handler runs, annotated with the task's id and type.
+// Outside a task it returns a logger that discards everything, so handlers can log
+// unconditionally. Call it once per task and keep the result: each call annotates anew.
 func Logger(ctx context.Context) *slog.Logger {
 	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok && l != nil {
 		return l
+	}
+	if t, ok := ctx.Value(taskKey{}).(task); ok && t.logger != nil {
+		if t.env == nil {
+			return t.logger
+		}
+		return t.logger.With("task_id", t.env.ID, "task_type", t.env.Type)
 	}
 	return slog.New(slog.DiscardHandler)
 }

@@ -34,6 +34,18 @@ func TestLoggerDefaultsToDiscard(t *testing.T) {
 	require.Contains(t, buf.String(), "msg=kept")
 }
 
+func TestWithTaskCarriesEnvelopeAndAnnotatedLogger(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	env := &tasks.Envelope{ID: "t-7", Type: "SLEEP_TASK"}
+	ctx := tasks.WithTask(context.Background(), env, slog.New(slog.NewTextHandler(&buf, nil)))
+	got, ok := tasks.FromContext(ctx)
+	require.True(t, ok)
+	require.Same(t, env, got)
+	tasks.Logger(ctx).Info("slept")
+	require.Contains(t, buf.String(), "msg=slept task_id=t-7 task_type=SLEEP_TASK")
+}
+
 func ExampleFromContext() {
 	handler := func(ctx context.Context) string {
 		env, ok := tasks.FromContext(ctx)

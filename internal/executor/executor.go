@@ -140,9 +140,10 @@ func (x *Executor) Start(task *manager.Task, delegateID string) {
 // reported; the slot stays taken, and the task listed as running, until the handler has returned
 // (later than the report only for a handler that ignored its cancellation).
 func (x *Executor) run(ctx context.Context, task *manager.Task, delegateID string, info RunningTask) {
-	log := x.logger.With("task_id", task.ID, "task_type", task.Type)
-	log.Info("task started", "timeout", task.Timeout)
-	x.opts.Dispatcher.Run(ctx, task, log, func(out dispatch.Outcome) { x.finish(task, delegateID, info, log, out) })
+	// The task's lines name it attribute by attribute: a logger annotated per task would be built
+	// for two lines and kept in memory for as long as the task runs.
+	x.logger.Info("task started", "task_id", task.ID, "task_type", task.Type, "timeout", task.Timeout)
+	x.opts.Dispatcher.Run(ctx, task, x.logger, func(out dispatch.Outcome) { x.finish(task, delegateID, info, out) })
 	x.mu.Lock()
 	delete(x.claimed, task.ID)
 	x.finished[task.ID] = x.opts.Now()
@@ -151,7 +152,7 @@ func (x *Executor) run(ctx context.Context, task *manager.Task, delegateID strin
 }
 
 // finish hands a task's outcome to the reporter, logs it and tells the observer.
-func (x *Executor) finish(task *manager.Task, delegateID string, info RunningTask, log *slog.Logger, out dispatch.Outcome) {
+func (x *Executor) finish(task *manager.Task, delegateID string, info RunningTask, out dispatch.Outcome) {
 	took := x.opts.Now().Sub(info.StartedAt)
 	endpoint := manager.EndpointLegacy
 	if task.RunnerResponse {
@@ -172,11 +173,12 @@ func (x *Executor) finish(task *manager.Task, delegateID string, info RunningTas
 	x.opts.Reporter.Deliver(res)
 
 	// Milliseconds, the same number in text and JSON logs (a Duration is nanoseconds in JSON).
-	attrs := []any{"code", res.Code, "duration_ms", took.Milliseconds()}
-	if res.Error != "" {
-		attrs = append(attrs, "error", res.Error, "reason", errs.CodeOf(out.Err))
+	if res.Error == "" {
+		x.logger.Info("task finished", "task_id", task.ID, "task_type", task.Type, "code", res.Code, "duration_ms", took.Milliseconds())
+	} else {
+		x.logger.Info("task finished", "task_id", task.ID, "task_type", task.Type, "code", res.Code, "duration_ms", took.Milliseconds(),
+			"error", res.Error, "reason", errs.CodeOf(out.Err))
 	}
-	log.Info("task finished", attrs...)
 	if x.opts.Observer != nil {
 		x.opts.Observer.TaskFinished(info, res, took)
 	}
