@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -69,29 +70,29 @@ type Outcome struct {
 
 // Dispatcher serves tasks to their handlers. It is safe for concurrent use.
 type Dispatcher struct {
-	echo         *echo.Echo
-	routes       map[string]*routers.Route
-	legacy       map[string]http.Handler
-	types        []string
-	maxData      int64
-	abandonAfter time.Duration
-	logger       *slog.Logger
-	validation   *openapi3filter.Options
+	echo       *echo.Echo
+	routes     map[string]*routers.Route
+	legacy     map[string]http.Handler
+	types      []string
+	maxData    int64
+	logger     *slog.Logger
+	validation *openapi3filter.Options
+	watchdog   watchdog
 }
 
 // New builds a Dispatcher from the task servers' specs. It fails when a spec cannot be loaded,
 // has an operation that is not `POST /tasks/<TASK_TYPE>`, or declares a type twice.
 func New(opts Options) (*Dispatcher, error) {
 	d := &Dispatcher{
-		echo:         echo.New(),
-		routes:       make(map[string]*routers.Route),
-		legacy:       make(map[string]http.Handler),
-		maxData:      opts.MaxDataBytes,
-		abandonAfter: opts.AbandonAfter,
-		logger:       opts.Logger,
+		echo:    echo.New(),
+		routes:  make(map[string]*routers.Route),
+		legacy:  make(map[string]http.Handler),
+		maxData: opts.MaxDataBytes,
+		logger:  opts.Logger,
 	}
-	if d.abandonAfter <= 0 {
-		d.abandonAfter = DefaultAbandonAfter
+	d.watchdog.after = opts.AbandonAfter
+	if d.watchdog.after <= 0 {
+		d.watchdog.after = DefaultAbandonAfter
 	}
 	if d.logger == nil {
 		d.logger = slog.New(slog.DiscardHandler)
@@ -168,14 +169,15 @@ func (d *Dispatcher) Supports(taskType string) bool {
 
 // Run runs the task in the calling goroutine and calls report exactly once with its outcome. ctx
 // is the task's context: cancel it with errs.ErrAborted or errs.ErrShuttingDown as the cause to
-// stop the task; Run adds the deadline from the task's timeout, the envelope and logger (the
-// dispatcher's own when nil). A handler that panics fails its task.
+// stop the task; Run adds the deadline from the task's timeout, and the envelope and logger
+// (the dispatcher's own when nil; tasks.Logger annotates it with the task) that handlers read
+// from their context. A handler that panics fails its task.
 //
 // Run returns when the handler has returned. A handler that ignores its cancelled context for
-// AbandonAfter is reported without it, from a timer, while it goes on in the calling goroutine:
-// the task is answered in time, and the caller's slot stays taken until the handler really
-// returns, so a runner never runs more handlers than it has slots. One goroutine per task, even
-// while thousands wait.
+// AbandonAfter is reported without it, by the dispatcher's watchdog, while it goes on in the
+// calling goroutine: the task is answered in time, and the caller's slot stays taken until the
+// handler really returns, so a runner never runs more handlers than it has slots. One goroutine
+// per task, even while thousands wait.
 func (d *Dispatcher) Run(ctx context.Context, task *manager.Task, logger *slog.Logger, report func(Outcome)) {
 	if logger == nil {
 		logger = d.logger
@@ -185,41 +187,123 @@ func (d *Dispatcher) Run(ctx context.Context, task *manager.Task, logger *slog.L
 		ctx, cancel = context.WithTimeoutCause(ctx, task.Timeout, errs.ErrTimeout)
 		defer cancel()
 	}
-	ctx = tasks.WithLogger(tasks.WithEnvelope(ctx, &task.Envelope), logger)
+	if _, legacy := d.legacy[task.Type]; !legacy {
+		// Spec handlers take the data alone: the rest of the manager's answer need not stay in
+		// memory while the task runs.
+		task.Raw = nil
+	}
+	ctx = tasks.WithTask(ctx, &task.Envelope, logger)
 	if d.maxData > 0 && int64(len(task.Data)) > d.maxData {
 		report(failed(errs.Newf(errs.CodeTaskTooLarge, "", "task data is %d bytes, more than the limit of %d bytes", len(task.Data), d.maxData), nil))
 		return
 	}
 
-	var reported atomic.Bool
-	once := func(o Outcome) {
-		if reported.CompareAndSwap(false, true) {
-			report(o)
-		}
-	}
-	var abandon atomic.Pointer[time.Timer]
-	stopWatching := context.AfterFunc(ctx, func() {
-		abandon.Store(time.AfterFunc(d.abandonAfter, func() {
-			if reported.Load() {
-				return
-			}
-			logger.Warn("task handler ignored its cancelled context; reporting the task without it",
-				"waited", d.abandonAfter, "cause", context.Cause(ctx))
-			once(interrupted(ctx, Outcome{Code: manager.CodeFailed}))
-		}))
-	})
-	defer func() {
-		stopWatching()
-		if t := abandon.Load(); t != nil {
-			t.Stop()
-		}
-	}()
-
+	r := &running{ctx: ctx, task: task, logger: logger, report: report}
+	d.watchdog.add(r)
+	defer d.watchdog.remove(r)
 	outcome, reached := d.serve(ctx, task, logger)
 	if reached && outcome.Code != manager.CodeOK && ctx.Err() != nil {
 		outcome = interrupted(ctx, outcome)
 	}
-	once(outcome)
+	r.settle(outcome)
+}
+
+// running is a task whose handler has not returned yet.
+type running struct {
+	ctx      context.Context
+	task     *manager.Task
+	logger   *slog.Logger
+	report   func(Outcome)
+	reported atomic.Bool
+	// cancelled is when the watchdog first saw ctx done; guarded by the watchdog's mutex.
+	cancelled time.Time
+}
+
+// settle reports the outcome unless the task was reported already.
+func (r *running) settle(o Outcome) {
+	if r.reported.CompareAndSwap(false, true) {
+		r.report(o)
+	}
+}
+
+// abandon reports a task whose handler ignored its cancelled context for waited.
+func (r *running) abandon(waited time.Duration) {
+	if r.reported.Load() {
+		return
+	}
+	r.logger.Warn("task handler ignored its cancelled context; reporting the task without it",
+		"task_id", r.task.ID, "task_type", r.task.Type, "waited", waited, "cause", context.Cause(r.ctx))
+	r.settle(interrupted(r.ctx, Outcome{Code: manager.CodeFailed}))
+}
+
+// watchdog abandons the handlers that ignore their cancelled context. One goroutine looks over
+// every running task a few times per AbandonAfter, and only while tasks run: a task costs an
+// entry in a map rather than a context watcher and a timer of its own.
+type watchdog struct {
+	after time.Duration
+	mu    sync.Mutex
+	tasks map[*running]struct{}
+	// stop ends the goroutine that looks over the tasks; nil while none runs.
+	stop chan struct{}
+}
+
+func (w *watchdog) add(r *running) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.tasks == nil {
+		w.tasks = make(map[*running]struct{})
+	}
+	w.tasks[r] = struct{}{}
+	if w.stop == nil {
+		w.stop = make(chan struct{})
+		go w.watch(w.stop)
+	}
+}
+
+func (w *watchdog) remove(r *running) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.tasks, r)
+	w.stopIfIdleLocked()
+}
+
+func (w *watchdog) stopIfIdleLocked() {
+	if len(w.tasks) == 0 && w.stop != nil {
+		close(w.stop)
+		w.stop = nil
+	}
+}
+
+// watch looks over the tasks every tenth of AbandonAfter, so a handler is abandoned between
+// AbandonAfter and 1.1 times it after its context ended.
+func (w *watchdog) watch(stop <-chan struct{}) {
+	tick := time.NewTicker(max(w.after/10, time.Millisecond))
+	defer tick.Stop()
+	var due []*running
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-tick.C:
+			due = due[:0]
+			w.mu.Lock()
+			for r := range w.tasks {
+				switch {
+				case r.ctx.Err() == nil:
+				case r.cancelled.IsZero():
+					r.cancelled = now
+				case now.Sub(r.cancelled) >= w.after:
+					due = append(due, r)
+					delete(w.tasks, r)
+				}
+			}
+			w.stopIfIdleLocked()
+			w.mu.Unlock()
+			for _, r := range due {
+				r.abandon(now.Sub(r.cancelled))
+			}
+		}
+	}
 }
 
 // serve builds the task's request, validates it and serves it to the handler. reached is false
@@ -227,7 +311,7 @@ func (d *Dispatcher) Run(ctx context.Context, task *manager.Task, logger *slog.L
 func (d *Dispatcher) serve(ctx context.Context, task *manager.Task, logger *slog.Logger) (outcome Outcome, reached bool) {
 	defer func() {
 		if v := recover(); v != nil {
-			logger.Error("task handler panicked", "panic", v, "stack", string(debug.Stack()))
+			logger.Error("task handler panicked", "task_id", task.ID, "task_type", task.Type, "panic", v, "stack", string(debug.Stack()))
 			outcome, reached = failed(errs.Newf(errs.CodePanic, "", "task handler panicked: %v", v), nil), true
 		}
 	}()

@@ -1,10 +1,12 @@
 package dispatch_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"testing"
 	"time"
@@ -103,6 +105,31 @@ func TestSuccessCarriesOutputAndEnvelope(t *testing.T) {
 	require.NotNil(t, body.Shell, "the spec's default for shell is filled in")
 	require.Equal(t, gentasks.ShellScriptDataShell("sh"), *body.Shell)
 	<-out.Settled
+}
+
+func TestHandlerLogsNameTheirTask(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, nil))
+	d := newDispatcher(t, &handlers{shell: func(ctx context.Context, _ gentasks.ShellScriptTaskRequestObject) (gentasks.ShellScriptTaskResponseObject, error) {
+		tasks.Logger(ctx).Info("script ran")
+		return gentasks.ShellScriptTask200JSONResponse{OutputVars: map[string]string{}}, nil
+	}})
+	out := d.Dispatch(context.Background(), shellTask(`{"script":"true"}`, 0), logger)
+	require.Equal(t, manager.CodeOK, out.Code)
+	<-out.Settled
+	require.Contains(t, buf.String(), `msg="script ran" task_id=t-1 task_type=SHELL_SCRIPT_TASK`)
+}
+
+func TestSpecTasksDropTheRawEnvelope(t *testing.T) {
+	t.Parallel()
+	d := newDispatcher(t, &handlers{shell: ok(gentasks.ShellScriptOutput{OutputVars: map[string]string{}})})
+	task := shellTask(`{"script":"true"}`, 0)
+	task.Raw = json.RawMessage(`{"id":"t-1","type":"SHELL_SCRIPT_TASK","data":{"script":"true"}}`)
+	out := d.Dispatch(context.Background(), task, nil)
+	require.Equal(t, manager.CodeOK, out.Code)
+	<-out.Settled
+	require.Nil(t, task.Raw, "a spec handler takes the data alone; the manager's whole answer is not kept")
 }
 
 func TestInvalidDataFailsWithoutRunning(t *testing.T) {
