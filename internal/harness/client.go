@@ -105,8 +105,14 @@ func (c *Client) do(ctx context.Context, op string, send sendFunc) (int, []byte,
 	if err != nil {
 		return 0, nil, errs.Wrap(errs.CodeInvalidConfig, op, err)
 	}
-	callCtx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
+	callCtx := ctx
+	if deadline, ok := ctx.Deadline(); !ok || time.Until(deadline) > c.timeout {
+		// Callers on the hot path (acquire, report) bound each call already; a second context and
+		// timer per call would change nothing.
+		var cancel context.CancelFunc
+		callCtx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
 	resp, err := send(callCtx, func(_ context.Context, req *http.Request) error {
 		req.Header.Set("Authorization", "Delegate "+tok)
 		// Set on bodyless calls too, as the reference client does: managers see the same headers.
