@@ -3,6 +3,7 @@ package reliability_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/dlite-dev/dlite/internal/chaos"
+	"github.com/dlite-dev/dlite/internal/spool"
 	"github.com/dlite-dev/dlite/mockmanager"
 )
 
@@ -201,12 +203,36 @@ func waitState(t *testing.T, mm *mockmanager.TestServer, id string, state mockma
 	return st
 }
 
-// spoolEntries lists the results waiting in a spool directory.
+// spoolEntries lists the keys of the results waiting in a spool directory. The runner holds the
+// spool's lock, so they are loaded from a copy of its files.
 func spoolEntries(t *testing.T, dir string) []string {
 	t.Helper()
-	matches, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	des, err := os.ReadDir(dir)
 	require.NoError(t, err)
-	return matches
+	scratch, err := os.MkdirTemp("", "dlite-spool-copy-")
+	require.NoError(t, err)
+	defer os.RemoveAll(scratch)
+	for _, de := range des {
+		if !de.Type().IsRegular() || de.Name() == ".lock" {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, de.Name()))
+		if errors.Is(err, os.ErrNotExist) {
+			continue // deleted since the listing
+		}
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(scratch, de.Name()), data, 0o600))
+	}
+	sp, err := spool.Open(scratch, nil)
+	require.NoError(t, err)
+	defer sp.Close()
+	items, err := sp.Load()
+	require.NoError(t, err)
+	keys := make([]string, 0, len(items))
+	for _, it := range items {
+		keys = append(keys, it.Key)
+	}
+	return keys
 }
 
 // deref returns *p, or the zero value for nil.
