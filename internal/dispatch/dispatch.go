@@ -236,15 +236,16 @@ func (r *running) abandon(waited time.Duration) {
 	r.settle(interrupted(r.ctx, Outcome{Code: manager.CodeFailed}))
 }
 
-// watchdog abandons the handlers that ignore their cancelled context. One goroutine looks over
-// every running task a few times per AbandonAfter, and only while tasks run: a task costs an
-// entry in a map rather than a context watcher and a timer of its own.
+// watchdog abandons the handlers that ignore their cancelled context. A timer looks over every
+// running task a few times per AbandonAfter, and only while tasks run: a task costs an entry in a
+// map rather than a context watcher and a timer of its own, and no goroutine waits in between.
 type watchdog struct {
 	after time.Duration
 	mu    sync.Mutex
 	tasks map[*running]struct{}
-	// stop ends the goroutine that looks over the tasks; nil while none runs.
-	stop chan struct{}
+	// timer fires the next look; armed is set while it is due to.
+	timer *time.Timer
+	armed bool
 }
 
 func (w *watchdog) add(r *running) {
@@ -254,9 +255,14 @@ func (w *watchdog) add(r *running) {
 		w.tasks = make(map[*running]struct{})
 	}
 	w.tasks[r] = struct{}{}
-	if w.stop == nil {
-		w.stop = make(chan struct{})
-		go w.watch(w.stop)
+	if w.armed {
+		return
+	}
+	w.armed = true
+	if w.timer == nil {
+		w.timer = time.AfterFunc(w.every(), w.look)
+	} else {
+		w.timer.Reset(w.every())
 	}
 }
 
@@ -264,45 +270,35 @@ func (w *watchdog) remove(r *running) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	delete(w.tasks, r)
-	w.stopIfIdleLocked()
 }
 
-func (w *watchdog) stopIfIdleLocked() {
-	if len(w.tasks) == 0 && w.stop != nil {
-		close(w.stop)
-		w.stop = nil
-	}
-}
-
-// watch looks over the tasks every tenth of AbandonAfter, so a handler is abandoned between
+// every is the time between looks: a tenth of AbandonAfter, so a handler is abandoned between
 // AbandonAfter and 1.1 times it after its context ended.
-func (w *watchdog) watch(stop <-chan struct{}) {
-	tick := time.NewTicker(max(w.after/10, time.Millisecond))
-	defer tick.Stop()
+func (w *watchdog) every() time.Duration { return max(w.after/10, time.Millisecond) }
+
+// look abandons the tasks whose context ended AbandonAfter ago or more, and arms the next look
+// unless no task runs. A runner that goes from one task straight to the next arms it once.
+func (w *watchdog) look() {
+	now := time.Now()
 	var due []*running
-	for {
-		select {
-		case <-stop:
-			return
-		case now := <-tick.C:
-			due = due[:0]
-			w.mu.Lock()
-			for r := range w.tasks {
-				switch {
-				case r.ctx.Err() == nil:
-				case r.cancelled.IsZero():
-					r.cancelled = now
-				case now.Sub(r.cancelled) >= w.after:
-					due = append(due, r)
-					delete(w.tasks, r)
-				}
-			}
-			w.stopIfIdleLocked()
-			w.mu.Unlock()
-			for _, r := range due {
-				r.abandon(now.Sub(r.cancelled))
-			}
+	w.mu.Lock()
+	for r := range w.tasks {
+		switch {
+		case r.ctx.Err() == nil:
+		case r.cancelled.IsZero():
+			r.cancelled = now
+		case now.Sub(r.cancelled) >= w.after:
+			due = append(due, r)
+			delete(w.tasks, r)
 		}
+	}
+	w.armed = len(w.tasks) > 0
+	if w.armed {
+		w.timer.Reset(w.every())
+	}
+	w.mu.Unlock()
+	for _, r := range due {
+		r.abandon(now.Sub(r.cancelled))
 	}
 }
 
