@@ -151,7 +151,11 @@ func (s *Session) update(f func(*State)) {
 
 // Register registers the runner, retrying with backoff until it succeeds or ctx ends.
 func (s *Session) Register(ctx context.Context) error {
-	return retry.Until(ctx, s.opts.Backoff, s.registerOnce, nil, func(err error, wait time.Duration) {
+	return s.register(ctx, s.opts.Backoff)
+}
+
+func (s *Session) register(ctx context.Context, backoff retry.Policy) error {
+	return retry.Until(ctx, backoff, s.registerOnce, nil, func(err error, wait time.Duration) {
 		s.logger.Warn("registration failed; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
 	})
 }
@@ -200,20 +204,50 @@ func (s *Session) RunHeartbeats(ctx context.Context) error {
 				continue
 			}
 			s.markUnregistered(manager.StatusUnknown)
-			if err := s.Register(ctx); err != nil {
+			if err := s.registerAgain(ctx); err != nil {
 				return err
 			}
 			failures = 0
 		case <-timer.C:
 			if s.beat(ctx, &failures) {
-				if err := s.Register(ctx); err != nil {
+				if err := s.registerAgain(ctx); err != nil {
 					return err
 				}
 				failures = 0
 			}
 		}
-		timer.Reset(retry.Jitter(s.opts.Interval, 0.1))
+		timer.Reset(retry.Jitter(beatDelay(s.opts.Interval, failures), 0.1))
 	}
+}
+
+// beatDelay is the wait before the next heartbeat after failures heartbeats in a row failed: a
+// quarter of the interval after the first failure and half after the second, then the interval
+// again. A manager takes a runner it has not heard from for a while for dead and hands its tasks
+// to others, which would run them a second time; trying again soon after a failure keeps a
+// runner in touch through a flaky network, while a long outage costs the manager no more calls
+// than the heartbeats it missed.
+func beatDelay(interval time.Duration, failures int) time.Duration {
+	switch failures {
+	case 1:
+		return interval / 4
+	case 2:
+		return interval / 2
+	default:
+		return interval
+	}
+}
+
+// registerAgain registers a runner that was registered already and may hold work. Its backoff is
+// capped at the heartbeat interval rather than Backoff's: a runner that goes quiet for a minute
+// looks dead to the manager, which would hand its tasks to others.
+func (s *Session) registerAgain(ctx context.Context) error {
+	return s.register(ctx, reregisterBackoff(s.opts.Backoff, s.opts.Interval))
+}
+
+// reregisterBackoff is Backoff with its waits capped at the heartbeat interval, starting at a
+// quarter of it at most.
+func reregisterBackoff(p retry.Policy, interval time.Duration) retry.Policy {
+	return retry.Policy{Initial: min(p.Initial, interval/4), Max: min(p.Max, interval)}
 }
 
 // beat sends one heartbeat and reports whether the runner must register again.
