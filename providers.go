@@ -192,18 +192,33 @@ func provideAdmission(cfg *config.Config, logger *slog.Logger) *admission.Contro
 }
 
 func providePoller(cfg *config.Config, mgr manager.Manager, p *pool.Pool, x *executor.Executor, s *session.Session,
-	a *admission.Controller, d *dispatch.Dispatcher, rec *telemetry.Recorder, logger *slog.Logger) *poller.Poller {
+	a *admission.Controller, d *dispatch.Dispatcher, rec *telemetry.Recorder, r *reporter.Reporter, logger *slog.Logger) *poller.Poller {
 	return poller.New(poller.Options{
 		Source:   mgr,
 		Slots:    p,
 		Tasks:    x,
 		Session:  s,
 		Admitter: rec.InstrumentAdmitter(a),
-		Observer: rec,
+		Observer: pollObserver{Recorder: rec, reporter: r},
 		Supports: d.Supports,
 		Interval: cfg.PollInterval,
 		Logger:   logger,
 	})
+}
+
+// pollObserver counts polls and acquires, and tells the reporter when the manager answers a
+// poll: results that wait after failed deliveries are then tried again at once, instead of at the
+// end of a backoff that grew during an outage.
+type pollObserver struct {
+	*telemetry.Recorder
+	reporter *reporter.Reporter
+}
+
+func (o pollObserver) Polled(events int, err error) {
+	o.Recorder.Polled(events, err)
+	if err == nil {
+		o.reporter.ManagerAnswered()
+	}
 }
 
 func provideRunner(s *session.Session, p *poller.Poller, x *executor.Executor, r *reporter.Reporter,

@@ -42,7 +42,7 @@ func assemble(cfg *config.Config, h handlers, logger *slog.Logger) (*runtime, fu
 	executor := provideExecutor(dispatcher, pool, reporter, recorder, logger)
 	session := provideSession(cfg, manager, identity, executor, logger)
 	controller := provideAdmission(cfg, logger)
-	poller := providePoller(cfg, manager, pool, executor, session, controller, dispatcher, recorder, logger)
+	poller := providePoller(cfg, manager, pool, executor, session, controller, dispatcher, recorder, reporter, logger)
 	runner := provideRunner(session, poller, executor, reporter, controller, logger)
 	monitorOptions := provideMonitorOptions(cfg, recorder, runner, session, pool, spool, reporter, controller, identity)
 	monitor, err := telemetry.NewMonitor(monitorOptions)

@@ -58,7 +58,15 @@ type Reporter struct {
 	mu      sync.Mutex
 	ctx     context.Context
 	idle    chan struct{} // closed while nothing is pending
+	// wake is closed to end the waits of the results that wait to be tried again; woken is when
+	// it last was. Both are guarded by mu.
+	wake  chan struct{}
+	woken time.Time
 }
+
+// minWakeGap spaces the wake-ups that answers from the manager cause: while a manager fails some
+// calls, the results that wait are tried again about once a second, not at every answer.
+const minWakeGap = time.Second
 
 // New returns a Reporter; call Start before Deliver.
 func New(opts Options) *Reporter {
@@ -82,7 +90,7 @@ func New(opts Options) *Reporter {
 	}
 	idle := make(chan struct{})
 	close(idle)
-	return &Reporter{opts: opts, logger: opts.Logger, sem: make(chan struct{}, opts.MaxInFlight), idle: idle}
+	return &Reporter{opts: opts, logger: opts.Logger, sem: make(chan struct{}, opts.MaxInFlight), idle: idle, wake: make(chan struct{})}
 }
 
 // Start sets the context deliveries run under and redelivers what the spool holds from earlier
@@ -124,10 +132,37 @@ func (r *Reporter) Deliver(res manager.Result) {
 // Pending returns how many results are waiting for delivery.
 func (r *Reporter) Pending() int { return int(r.pending.Load()) }
 
-// Flush waits until nothing is pending or ctx ends.
+// ManagerAnswered tells the reporter that the manager answered a call (a poll, a heartbeat):
+// results waiting to be tried again after failures are tried at once rather than at the end of a
+// backoff that may have grown to a minute during an outage, at most about once a second, and
+// except where the manager asked for a later retry.
+func (r *Reporter) ManagerAnswered() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now := r.opts.Now(); now.Sub(r.woken) >= minWakeGap {
+		r.wakeLocked(now)
+	}
+}
+
+func (r *Reporter) wakeLocked(now time.Time) {
+	close(r.wake)
+	r.wake = make(chan struct{})
+	r.woken = now
+}
+
+func (r *Reporter) wakeChan() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.wake
+}
+
+// Flush tries the results waiting to be tried again at once, then waits until nothing is pending
+// or ctx ends: a runner that stops does not sleep through its grace period while the manager
+// could take its results.
 func (r *Reporter) Flush(ctx context.Context) error {
 	r.mu.Lock()
 	idle := r.idle
+	r.wakeLocked(r.opts.Now())
 	r.mu.Unlock()
 	select {
 	case <-idle:
@@ -179,7 +214,7 @@ func (r *Reporter) deliver(ctx context.Context, key string, res manager.Result, 
 	}
 	expires := storedAt.Add(r.opts.TTL)
 	attempts := 0
-	err := retry.Until(ctx, r.opts.Backoff, func(ctx context.Context) error {
+	err := retry.UntilWoken(ctx, r.opts.Backoff, r.wakeChan, func(ctx context.Context) error {
 		if !r.opts.Now().Before(expires) {
 			return errs.Newf(errs.CodeExpired, "deliver result", "kept since %s", storedAt.Format(time.RFC3339))
 		}
@@ -192,6 +227,10 @@ func (r *Reporter) deliver(ctx context.Context, key string, res manager.Result, 
 	switch {
 	case err == nil:
 		outcome = Delivered
+		if attempts > 1 {
+			// The manager is taking results again: so it may take the others that wait.
+			r.ManagerAnswered()
+		}
 		if r.logger.Enabled(ctx, slog.LevelDebug) {
 			log().Debug("result delivered", "attempts", attempts)
 		}

@@ -161,3 +161,50 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	require.GreaterOrEqual(t, time.Since(began), 300*time.Millisecond)
 	require.Len(t, s.delivered(), 1)
 }
+
+// slowStart starts a reporter whose deliveries wait an hour between tries.
+func slowStart(t *testing.T, s *sender) *reporter.Reporter {
+	t.Helper()
+	r := reporter.New(reporter.Options{Sender: s, Backoff: retry.Policy{Initial: time.Hour, Max: time.Hour}})
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err := r.Start(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { cancel(); r.Wait() })
+	return r
+}
+
+func TestAnAnswerFromTheManagerEndsTheWaitOfFailedResults(t *testing.T) {
+	t.Parallel()
+	s := &sender{failures: []error{errs.ErrManagerUnavailable}}
+	r := slowStart(t, s)
+	r.Deliver(manager.Result{TaskID: "t-1", Code: manager.CodeOK})
+	require.Eventually(t, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.calls == 1 }, 10*time.Second, time.Millisecond)
+	r.ManagerAnswered()
+	require.Eventually(t, func() bool { return len(s.delivered()) == 1 }, 10*time.Second, time.Millisecond,
+		"the result is tried again at once, not after an hour")
+}
+
+func TestFlushTriesWaitingResultsAtOnce(t *testing.T) {
+	t.Parallel()
+	s := &sender{failures: []error{errs.ErrManagerUnavailable}}
+	r := slowStart(t, s)
+	r.Deliver(manager.Result{TaskID: "t-1", Code: manager.CodeOK})
+	require.Eventually(t, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.calls == 1 }, 10*time.Second, time.Millisecond)
+	flush(t, r)
+	require.Len(t, s.delivered(), 1)
+}
+
+func TestRetryAfterOutlastsAnAnswer(t *testing.T) {
+	t.Parallel()
+	s := &sender{failures: []error{&errs.Error{Code: errs.CodeManagerUnavailable, RetryAfter: time.Hour}}}
+	r := reporter.New(reporter.Options{Sender: s, Backoff: fast})
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err := r.Start(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { cancel(); r.Wait() })
+	r.Deliver(manager.Result{TaskID: "t-1", Code: manager.CodeOK})
+	require.Eventually(t, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.calls == 1 }, 10*time.Second, time.Millisecond)
+	r.ManagerAnswered()
+	time.Sleep(100 * time.Millisecond)
+	require.Empty(t, s.delivered(), "the manager asked for an hour")
+}

@@ -58,8 +58,20 @@ func Sleep(ctx context.Context, d time.Duration) error {
 // Until calls op until it succeeds, giveUp says an error is final, or ctx ends. notify, if not
 // nil, hears each failure and the wait before the next attempt.
 func Until(ctx context.Context, p Policy, op func(context.Context) error, giveUp func(error) bool, notify func(err error, wait time.Duration)) error {
+	return UntilWoken(ctx, p, nil, op, giveUp, notify)
+}
+
+// UntilWoken is Until whose waits can be cut short: wake, if not nil, returns a channel that is
+// closed when trying again at once is worth it (the manager answered another call, say). It is
+// taken before each attempt, so a wake-up during the attempt ends the wait that follows it; a
+// wake-up also starts the backoff again from Initial.
+func UntilWoken(ctx context.Context, p Policy, wake func() <-chan struct{}, op func(context.Context) error, giveUp func(error) bool, notify func(err error, wait time.Duration)) error {
 	b := p.NewBackOff()
 	for {
+		var woken <-chan struct{}
+		if wake != nil {
+			woken = wake()
+		}
 		err := op(ctx)
 		if err == nil {
 			return nil
@@ -74,8 +86,19 @@ func Until(ctx context.Context, p Policy, op func(context.Context) error, giveUp
 		if notify != nil {
 			notify(err, wait)
 		}
-		if err := Sleep(ctx, wait); err != nil {
-			return err
+		if errs.RetryAfter(err) > 0 {
+			// The manager said when to come back; another call's answer does not change that.
+			woken = nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-woken:
+			t.Stop()
+			b.Reset()
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
 		}
 	}
 }

@@ -56,6 +56,42 @@ func TestUntilStopsWithContext(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 }
 
+func TestAWakeUpEndsTheWait(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wake := make(chan struct{})
+	calls := 0
+	err := retry.UntilWoken(ctx, retry.Policy{Initial: time.Hour, Max: time.Hour},
+		func() <-chan struct{} { return wake },
+		func(context.Context) error {
+			calls++
+			if calls == 1 {
+				return errs.ErrManagerUnavailable
+			}
+			return nil
+		}, nil, func(error, time.Duration) { close(wake) })
+	require.NoError(t, err, "the hour-long wait ended with the wake-up")
+	require.Equal(t, 2, calls)
+}
+
+func TestAWakeUpDoesNotOverrideRetryAfter(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	wake := make(chan struct{})
+	close(wake)
+	calls := 0
+	err := retry.UntilWoken(ctx, retry.Policy{Initial: time.Millisecond, Max: time.Millisecond},
+		func() <-chan struct{} { return wake },
+		func(context.Context) error {
+			calls++
+			return &errs.Error{Code: errs.CodeManagerUnavailable, RetryAfter: time.Hour}
+		}, nil, nil)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "the manager asked for an hour")
+	require.Equal(t, 1, calls)
+}
+
 func TestJitterStaysInRange(t *testing.T) {
 	t.Parallel()
 	for range 100 {
