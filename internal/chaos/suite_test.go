@@ -2,6 +2,8 @@ package chaos_test
 
 import (
 	"os"
+	"path/filepath"
+	"strings"
 	"strconv"
 	"testing"
 	"time"
@@ -26,8 +28,9 @@ func TestChaos(t *testing.T) {
 			deadline = 5 * time.Minute
 		}
 	}
+	workDir := t.TempDir()
 	rep, err := chaos.Run(t.Context(), chaos.Config{
-		WorkDir:  t.TempDir(),
+		WorkDir:  workDir,
 		Race:     raceEnabled,
 		Tasks:    tasks,
 		Deadline: deadline,
@@ -35,6 +38,9 @@ func TestChaos(t *testing.T) {
 	})
 	require.NoError(t, err)
 	rep.Print(t.Output())
+	// The work directory goes with the test: what the runners logged about a task that went wrong
+	// is printed here, so a failure in CI can be read from its output.
+	showLogs(t, workDir, append(append([]string(nil), rep.LostIDs...), rep.DuplicateIDs...))
 	require.Equal(t, tasks, rep.Submitted)
 	require.Zero(t, rep.Lost, "tasks without a result: %v", rep.LostIDs)
 	require.Zero(t, rep.DuplicateExecutions, "tasks executed twice: %v", rep.DuplicateIDs)
@@ -44,4 +50,27 @@ func TestChaos(t *testing.T) {
 	require.Equal(t, 3, rep.Starts, "two runners, one of them started again after the kill")
 	require.Zero(t, rep.NotOK, "every task of the suite succeeds")
 	require.True(t, rep.OK())
+}
+
+// showLogs prints the runner log lines that name one of ids, at most 40 per task.
+func showLogs(t *testing.T, dir string, ids []string) {
+	t.Helper()
+	if len(ids) == 0 {
+		return
+	}
+	logs, err := filepath.Glob(filepath.Join(dir, "*.log"))
+	require.NoError(t, err)
+	for _, id := range ids {
+		shown := 0
+		for _, name := range logs {
+			data, err := os.ReadFile(name)
+			require.NoError(t, err)
+			for line := range strings.Lines(string(data)) {
+				if strings.Contains(line, id) && shown < 40 {
+					t.Logf("%s: %s", filepath.Base(name), strings.TrimSpace(line))
+					shown++
+				}
+			}
+		}
+	}
 }
