@@ -132,7 +132,8 @@ func (r *Reporter) Deliver(res manager.Result) {
 // Pending returns how many results are waiting for delivery.
 func (r *Reporter) Pending() int { return int(r.pending.Load()) }
 
-// ManagerAnswered tells the reporter that the manager answered a call (a poll, a heartbeat):
+// ManagerAnswered tells the reporter that the manager answered a call (the runner calls it for
+// every answered poll, and the reporter for a result taken after failed tries):
 // results waiting to be tried again after failures are tried at once rather than at the end of a
 // backoff that may have grown to a minute during an outage, at most about once a second, and
 // except where the manager asked for a later retry.

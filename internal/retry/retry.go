@@ -45,13 +45,22 @@ func Next(b backoff.BackOff, err error) time.Duration {
 
 // Sleep waits for d or until ctx ends, and returns ctx.Err() in the latter case.
 func Sleep(ctx context.Context, d time.Duration) error {
+	_, err := sleepOrWake(ctx, d, nil)
+	return err
+}
+
+// sleepOrWake waits for d, until woken is closed (woke is then true) or until ctx ends (it then
+// returns ctx.Err()). A nil woken never wakes.
+func sleepOrWake(ctx context.Context, d time.Duration, woken <-chan struct{}) (woke bool, err error) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return nil
+		return false, nil
+	case <-woken:
+		return true, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return false, ctx.Err()
 	}
 }
 
@@ -90,15 +99,12 @@ func UntilWoken(ctx context.Context, p Policy, wake func() <-chan struct{}, op f
 			// The manager said when to come back; another call's answer does not change that.
 			woken = nil
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-woken:
-			t.Stop()
+		woke, err := sleepOrWake(ctx, wait, woken)
+		if err != nil {
+			return err
+		}
+		if woke {
 			b.Reset()
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
 		}
 	}
 }
