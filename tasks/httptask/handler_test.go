@@ -18,13 +18,10 @@ import (
 
 	"github.com/dlite-dev/dlite/errs"
 	gentasks "github.com/dlite-dev/dlite/gen/tasks"
+	"github.com/dlite-dev/dlite/internal/handlertest"
 	"github.com/dlite-dev/dlite/tasks"
 	"github.com/dlite-dev/dlite/tasks/httptask"
 )
-
-// hangGuard bounds every Run, so a handler that does not stop fails the test instead of hanging
-// it. It is not a speed assertion.
-const hangGuard = 60 * time.Second
 
 // echoed is what the test server saw of a request.
 type echoed struct {
@@ -93,34 +90,16 @@ func newHandler(t *testing.T) *httptask.Handler {
 	return h
 }
 
-// start calls h.Run in its own goroutine; wait collects the response.
+// start calls h.Run with data in its own goroutine; handlertest.Wait collects the response.
 func start(ctx context.Context, h *httptask.Handler, data gentasks.HttpTaskData) <-chan gentasks.HttpTaskResponseObject {
-	done := make(chan gentasks.HttpTaskResponseObject, 1)
-	go func() {
-		resp, err := h.Run(ctx, gentasks.HttpTaskRequestObject{Body: &data})
-		if err != nil {
-			resp = nil
-		}
-		done <- resp
-	}()
-	return done
-}
-
-func wait(t *testing.T, done <-chan gentasks.HttpTaskResponseObject) gentasks.HttpTaskResponseObject {
-	t.Helper()
-	select {
-	case resp := <-done:
-		require.NotNil(t, resp, "Run returned an error")
-		return resp
-	case <-time.After(hangGuard):
-		t.Fatalf("Run did not return within %s", hangGuard)
-		return nil
-	}
+	return handlertest.Start(func() (gentasks.HttpTaskResponseObject, error) {
+		return h.Run(ctx, gentasks.HttpTaskRequestObject{Body: &data})
+	})
 }
 
 func run(t *testing.T, ctx context.Context, h *httptask.Handler, data gentasks.HttpTaskData) gentasks.HttpTaskResponseObject {
 	t.Helper()
-	return wait(t, start(ctx, h, data))
+	return handlertest.Wait(t, start(ctx, h, data))
 }
 
 func succeeded(t *testing.T, resp gentasks.HttpTaskResponseObject) gentasks.HttpTaskOutput {
@@ -349,7 +328,7 @@ func TestContextEnds(t *testing.T) {
 			done := start(ctx, newHandler(t), gentasks.HttpTaskData{Url: srv.URL + "/slow", TimeoutSeconds: ptr(3600)})
 			<-arrived
 			cancel(cause)
-			msg := broken(t, wait(t, done), http.StatusBadGateway)
+			msg := broken(t, handlertest.Wait(t, done), http.StatusBadGateway)
 			require.Equal(t, "GET "+srv.URL+"/slow: "+cause.Error(), msg)
 		})
 	}

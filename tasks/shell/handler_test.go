@@ -17,43 +17,21 @@ import (
 
 	"github.com/dlite-dev/dlite/errs"
 	gentasks "github.com/dlite-dev/dlite/gen/tasks"
+	"github.com/dlite-dev/dlite/internal/handlertest"
 	"github.com/dlite-dev/dlite/tasks"
 	"github.com/dlite-dev/dlite/tasks/shell"
 )
 
-// hangGuard bounds every Run in these tests, so a handler that fails to stop fails the test
-// instead of hanging it. It is not a speed assertion.
-const hangGuard = 60 * time.Second
-
-// start calls h.Run with data in its own goroutine; wait collects the response.
+// start calls h.Run with data in its own goroutine; handlertest.Wait collects the response.
 func start(ctx context.Context, h *shell.Handler, data gentasks.ShellScriptData) <-chan gentasks.ShellScriptTaskResponseObject {
-	done := make(chan gentasks.ShellScriptTaskResponseObject, 1)
-	go func() {
-		resp, err := h.Run(ctx, gentasks.ShellScriptTaskRequestObject{Body: &data})
-		if err != nil {
-			resp = nil
-		}
-		done <- resp
-	}()
-	return done
-}
-
-// wait fails the test if Run does not return within hangGuard or returns a Go error.
-func wait(t *testing.T, done <-chan gentasks.ShellScriptTaskResponseObject) gentasks.ShellScriptTaskResponseObject {
-	t.Helper()
-	select {
-	case resp := <-done:
-		require.NotNil(t, resp, "Run returned an error")
-		return resp
-	case <-time.After(hangGuard):
-		t.Fatalf("Run did not return within %s", hangGuard)
-		return nil
-	}
+	return handlertest.Start(func() (gentasks.ShellScriptTaskResponseObject, error) {
+		return h.Run(ctx, gentasks.ShellScriptTaskRequestObject{Body: &data})
+	})
 }
 
 func run(t *testing.T, ctx context.Context, h *shell.Handler, data gentasks.ShellScriptData) gentasks.ShellScriptTaskResponseObject {
 	t.Helper()
-	return wait(t, start(ctx, h, data))
+	return handlertest.Wait(t, start(ctx, h, data))
 }
 
 func succeeded(t *testing.T, resp gentasks.ShellScriptTaskResponseObject) gentasks.ShellScriptOutput {
@@ -413,7 +391,7 @@ func readPIDs(t *testing.T, path string, n int) []int {
 			pids = append(pids, pid)
 		}
 		return len(pids) == n
-	}, hangGuard, 10*time.Millisecond)
+	}, handlertest.HangGuard, 10*time.Millisecond)
 	return pids
 }
 
@@ -457,7 +435,7 @@ func TestCancellationKillsTheProcessGroup(t *testing.T) {
 			pids := readPIDs(t, filepath.Join(dir, "pids"), 2)
 			cancel(cause)
 
-			f := failed(t, wait(t, done))
+			f := failed(t, handlertest.Wait(t, done))
 			require.Equal(t, "killed: "+cause.Error(), f.Message)
 			require.Equal(t, "started\n", f.Data.Output)
 			require.Equal(t, -1, f.Data.ExitCode)
@@ -493,7 +471,7 @@ func TestProcessesIgnoringSIGTERMAreKilled(t *testing.T) {
 	pids := readPIDs(t, filepath.Join(dir, "pids"), 2)
 	cancel(errs.ErrAborted)
 
-	f := failed(t, wait(t, done))
+	f := failed(t, handlertest.Wait(t, done))
 	require.Equal(t, "killed: "+errs.ErrAborted.Error(), f.Message)
 	requireGone(t, pids...)
 }
