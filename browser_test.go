@@ -1,19 +1,18 @@
 package dlite
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dlite-dev/dlite/internal/syncbuf"
 	"github.com/dlite-dev/dlite/mockmanager"
 )
 
@@ -24,24 +23,6 @@ const chromiumPath = "/usr/bin/chromium"
 // inferred from a missing browser, so a CI machine without Chromium fails instead of passing
 // without the test.
 const skipBrowserTests = "DLITE_SKIP_BROWSER_TESTS"
-
-// syncWriter collects the browser's own output, written from chromedp's goroutines.
-type syncWriter struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
-}
 
 // headlessChromium starts a headless Chromium for the test, driven over the DevTools protocol,
 // and stops it when the test ends. Without Chromium the test fails with how to install it.
@@ -55,7 +36,7 @@ func headlessChromium(t *testing.T) context.Context {
 			"Install it with: sudo apt-get update && sudo apt-get install -y --no-install-recommends chromium\n"+
 			"(.ci/run does this by itself), or set %s=1 to skip browser tests.", chromiumPath, err, skipBrowserTests)
 	}
-	output := &syncWriter{}
+	output := &syncbuf.Buffer{}
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(chromiumPath),
 		chromedp.Flag("headless", true),

@@ -2,42 +2,23 @@ package dlite
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/dlite-dev/dlite/internal/syncbuf"
 	"github.com/dlite-dev/dlite/mockmanager"
 )
-
-// lockedBuffer is a log sink the runner's goroutines write to while the test reads.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // With DLITE_LOG_FORMAT=json every line the runner writes is one JSON object, and each task has a
 // start line and a finish line that a log pipeline can select and read without parsing text.
 func TestTaskLogLinesInJSON(t *testing.T) {
 	t.Parallel()
 	mm := mockmanager.NewTest(t, mockmanager.Options{})
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	lr := startRunner(t, mm, map[string]string{"DLITE_LOG_FORMAT": "json", "DLITE_LOG_LEVEL": "info"}, logs)
 	lr.waitReady(t)
 

@@ -1,13 +1,12 @@
 package chaos
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"github.com/dlite-dev/dlite/internal/syncbuf"
 	"os"
 	"os/exec"
 	"slices"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -18,7 +17,7 @@ type Process struct {
 	// Name says which runner this is in reports, such as "runner-1#2" (runner 1, second start).
 	Name string
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *syncbuf.Buffer
 	done chan struct{}
 	err  error
 }
@@ -48,7 +47,7 @@ func Start(name, bin string, args []string, env map[string]string) (*Process, er
 	for _, k := range keys {
 		cmd.Env = append(cmd.Env, k+"="+env[k])
 	}
-	out := &lockedBuffer{}
+	out := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	// A child of the runner that kept the output pipe open must not hold up Wait for long.
 	cmd.WaitDelay = 5 * time.Second
@@ -111,22 +110,4 @@ func (p *Process) exitError() error {
 		return fmt.Errorf("%s exited: %w", p.Name, p.err)
 	}
 	return fmt.Errorf("%s: %w", p.Name, p.err)
-}
-
-// lockedBuffer is a bytes.Buffer written by the process's output copier and read by the suite.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Clone(b.buf.Bytes())
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dlite-dev/dlite/internal/spool"
+	"github.com/dlite-dev/dlite/internal/syncbuf"
 )
 
 // The files below are written by hand the way the earlier one-file-per-entry format wrote them.
@@ -65,7 +66,7 @@ func TestOldFormatIsCarriedIntoTheLog(t *testing.T) {
 	writeOld(t, dir, "0012-empty.json", []byte(`{}`))
 	writeOld(t, dir, ".tmp-123", []byte("half"))
 
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	s, err := spool.Open(dir, logger(&logs))
 	require.NoError(t, err)
 	require.Equal(t, 4, s.Len(), "the live entries are indexed at once")
@@ -91,7 +92,7 @@ func TestOldFormatIsCarriedIntoTheLog(t *testing.T) {
 	require.NoError(t, s.Close())
 
 	// The entries are in the log now, durably: the next start finds them without the old files.
-	var logs2 syncBuffer
+	var logs2 syncbuf.Buffer
 	s2, err := spool.Open(dir, logger(&logs2))
 	require.NoError(t, err)
 	items, err = s2.Load()
@@ -137,7 +138,7 @@ func TestInterruptedMigrationKeepsOneCopy(t *testing.T) {
 func TestLoadTakesUpOldFilesFoundLater(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	s, err := spool.Open(dir, logger(&logs))
 	require.NoError(t, err)
 	defer s.Close()

@@ -1,7 +1,6 @@
 package spool_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 	"github.com/dlite-dev/dlite/errs"
 	"github.com/dlite-dev/dlite/internal/manager"
 	"github.com/dlite-dev/dlite/internal/spool"
+	"github.com/dlite-dev/dlite/internal/syncbuf"
 )
 
 func result(id string) manager.Result {
@@ -25,25 +25,7 @@ func result(id string) manager.Result {
 		Code: manager.CodeFailed, Error: "exit status 1", Data: json.RawMessage(`{"exitCode":1}`), FinishedAt: time.Unix(1700000000, 0).UTC()}
 }
 
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func logger(w *syncBuffer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+func logger(w *syncbuf.Buffer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
 
 // segments lists the log segments in dir.
 func segments(t *testing.T, dir string) []string {

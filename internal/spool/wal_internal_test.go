@@ -1,7 +1,6 @@
 package spool
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dlite-dev/dlite/internal/manager"
+	"github.com/dlite-dev/dlite/internal/syncbuf"
 )
 
 func testResult(id string) manager.Result {
@@ -23,25 +23,7 @@ func testResult(id string) manager.Result {
 		Code: manager.CodeOK, Data: json.RawMessage(`{"sleptMilliseconds":0}`), FinishedAt: time.Unix(1700000000, 0).UTC()}
 }
 
-// logSink collects what a spool logs.
-type logSink struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logSink) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logSink) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func openTest(t *testing.T, dir string, lim limits, logs *logSink) *Spool {
+func openTest(t *testing.T, dir string, lim limits, logs *syncbuf.Buffer) *Spool {
 	t.Helper()
 	var lg *slog.Logger
 	if logs != nil {
@@ -164,7 +146,7 @@ func TestTornTailIsCutOffAndAppendingResumes(t *testing.T) {
 			require.Len(t, ends, 3)
 			require.NoError(t, os.WriteFile(path, tc.tear(slices.Clone(data), ends), 0o600))
 
-			var logs logSink
+			var logs syncbuf.Buffer
 			s = openTest(t, dir, defaultLimits, &logs)
 			require.Equal(t, tc.keep, loadIDs(t, s))
 			fi, err := os.Stat(path)
@@ -175,7 +157,7 @@ func TestTornTailIsCutOffAndAppendingResumes(t *testing.T) {
 			require.NotContains(t, logs.String(), "level=ERROR", "a torn end is expected after a crash")
 			require.NoDirExists(t, filepath.Join(dir, corruptDir))
 
-			var logs2 logSink
+			var logs2 syncbuf.Buffer
 			s = openTest(t, dir, defaultLimits, &logs2)
 			defer s.Close()
 			require.Equal(t, append(slices.Clone(tc.keep), "d"), loadIDs(t, s), "the record appended after the cut reads back")
@@ -224,7 +206,7 @@ func TestDamagedRecordIsSkippedAndTheSegmentCopiedAside(t *testing.T) {
 			damaged := tc.damage(slices.Clone(data), recordEnds(t, data))
 			require.NoError(t, os.WriteFile(path, damaged, 0o600))
 
-			var logs logSink
+			var logs syncbuf.Buffer
 			s = openTest(t, dir, defaultLimits, &logs)
 			require.Equal(t, []string{"a", "c"}, loadIDs(t, s), "the records before and after the damage are kept")
 			require.Contains(t, logs.String(), "level=ERROR")
@@ -266,7 +248,7 @@ func TestDamageEndingAnOlderSegmentIsReported(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(path, data[:len(data)-7], 0o600))
 
-	var logs logSink
+	var logs syncbuf.Buffer
 	s = openTest(t, dir, lim, &logs)
 	defer s.Close()
 	require.Equal(t, []string{"a", "c"}, loadIDs(t, s))
@@ -310,7 +292,7 @@ func TestCompactionBoundsTheSegmentsOneStuckEntryPins(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	lim := limits{segmentSize: 512, maxOld: 2} // about two records a segment
-	var logs logSink
+	var logs syncbuf.Buffer
 	s := openTest(t, dir, lim, &logs)
 	stuck := put(t, s, "stuck")
 	most := 0
