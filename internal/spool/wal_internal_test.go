@@ -67,6 +67,25 @@ func segNames(t *testing.T, dir string) []string {
 }
 
 // recordEnds returns where each record of a segment ends.
+// threeRecords stores the tasks a, b and c in a new spool in dir, closes it, and returns its one
+// segment's path and bytes and where each of the three records ends.
+func threeRecords(t *testing.T, dir string) (path string, data []byte, ends []int) {
+	t.Helper()
+	s := openTest(t, dir, defaultLimits, nil)
+	for _, id := range []string{"a", "b", "c"} {
+		put(t, s, id)
+	}
+	require.NoError(t, s.Close())
+	segs := segNames(t, dir)
+	require.Len(t, segs, 1)
+	path = filepath.Join(dir, segs[0])
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	ends = recordEnds(t, data)
+	require.Len(t, ends, 3)
+	return path, data, ends
+}
+
 func recordEnds(t *testing.T, data []byte) []int {
 	t.Helper()
 	var ends []int
@@ -132,22 +151,11 @@ func TestTornTailIsCutOffAndAppendingResumes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			s := openTest(t, dir, defaultLimits, nil)
-			for _, id := range []string{"a", "b", "c"} {
-				put(t, s, id)
-			}
-			require.NoError(t, s.Close())
-			segs := segNames(t, dir)
-			require.Len(t, segs, 1)
-			path := filepath.Join(dir, segs[0])
-			data, err := os.ReadFile(path)
-			require.NoError(t, err)
-			ends := recordEnds(t, data)
-			require.Len(t, ends, 3)
+			path, data, ends := threeRecords(t, dir)
 			require.NoError(t, os.WriteFile(path, tc.tear(slices.Clone(data), ends), 0o600))
 
 			var logs syncbuf.Buffer
-			s = openTest(t, dir, defaultLimits, &logs)
+			s := openTest(t, dir, defaultLimits, &logs)
 			require.Equal(t, tc.keep, loadIDs(t, s))
 			fi, err := os.Stat(path)
 			require.NoError(t, err)
@@ -193,28 +201,19 @@ func TestDamagedRecordIsSkippedAndTheSegmentCopiedAside(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			s := openTest(t, dir, defaultLimits, nil)
-			for _, id := range []string{"a", "b", "c"} {
-				put(t, s, id)
-			}
-			require.NoError(t, s.Close())
-			segs := segNames(t, dir)
-			require.Len(t, segs, 1)
-			path := filepath.Join(dir, segs[0])
-			data, err := os.ReadFile(path)
-			require.NoError(t, err)
-			damaged := tc.damage(slices.Clone(data), recordEnds(t, data))
+			path, data, ends := threeRecords(t, dir)
+			damaged := tc.damage(slices.Clone(data), ends)
 			require.NoError(t, os.WriteFile(path, damaged, 0o600))
 
 			var logs syncbuf.Buffer
-			s = openTest(t, dir, defaultLimits, &logs)
+			s := openTest(t, dir, defaultLimits, &logs)
 			require.Equal(t, []string{"a", "c"}, loadIDs(t, s), "the records before and after the damage are kept")
 			require.Contains(t, logs.String(), "level=ERROR")
 			require.Contains(t, logs.String(), "corrupt spool record skipped")
-			copied, err := os.ReadFile(filepath.Join(dir, corruptDir, segs[0]))
+			copied, err := os.ReadFile(filepath.Join(dir, corruptDir, filepath.Base(path)))
 			require.NoError(t, err)
 			require.Equal(t, damaged, copied)
-			for _, p := range []string{filepath.Join(dir, corruptDir), filepath.Join(dir, corruptDir, segs[0])} {
+			for _, p := range []string{filepath.Join(dir, corruptDir), filepath.Join(dir, corruptDir, filepath.Base(path))} {
 				fi, err := os.Stat(p)
 				require.NoError(t, err)
 				require.Equal(t, map[bool]os.FileMode{true: 0o700, false: 0o600}[fi.IsDir()], fi.Mode().Perm(), p)
