@@ -51,7 +51,9 @@ var fast = retry.Policy{Initial: time.Millisecond, Max: 5 * time.Millisecond}
 
 func start(t *testing.T, opts reporter.Options) (*reporter.Reporter, context.CancelFunc) {
 	t.Helper()
-	opts.Backoff = fast
+	if opts.Backoff.Initial == 0 {
+		opts.Backoff = fast
+	}
 	r := reporter.New(opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	_, err := r.Start(ctx)
@@ -162,23 +164,23 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	require.Len(t, s.delivered(), 1)
 }
 
-// slowStart starts a reporter whose deliveries wait an hour between tries.
-func slowStart(t *testing.T, s *sender) *reporter.Reporter {
+// hour is a backoff no test waits out: a result tried again within a test was woken.
+var hour = retry.Policy{Initial: time.Hour, Max: time.Hour}
+
+// failOnce delivers one result to a reporter whose sender fails the first try with failure, and
+// returns once that try was made.
+func failOnce(t *testing.T, failure error, backoff retry.Policy) (*reporter.Reporter, *sender) {
 	t.Helper()
-	r := reporter.New(reporter.Options{Sender: s, Backoff: retry.Policy{Initial: time.Hour, Max: time.Hour}})
-	ctx, cancel := context.WithCancel(context.Background())
-	_, err := r.Start(ctx)
-	require.NoError(t, err)
-	t.Cleanup(func() { cancel(); r.Wait() })
-	return r
+	s := &sender{failures: []error{failure}}
+	r, _ := start(t, reporter.Options{Sender: s, Backoff: backoff})
+	r.Deliver(manager.Result{TaskID: "t-1", Code: manager.CodeOK})
+	require.Eventually(t, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.calls == 1 }, 10*time.Second, time.Millisecond)
+	return r, s
 }
 
 func TestAnAnswerFromTheManagerEndsTheWaitOfFailedResults(t *testing.T) {
 	t.Parallel()
-	s := &sender{failures: []error{errs.ErrManagerUnavailable}}
-	r := slowStart(t, s)
-	r.Deliver(manager.Result{TaskID: "t-1", Code: manager.CodeOK})
-	require.Eventually(t, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.calls == 1 }, 10*time.Second, time.Millisecond)
+	r, s := failOnce(t, errs.ErrManagerUnavailable, hour)
 	r.ManagerAnswered()
 	require.Eventually(t, func() bool { return len(s.delivered()) == 1 }, 10*time.Second, time.Millisecond,
 		"the result is tried again at once, not after an hour")
@@ -186,24 +188,14 @@ func TestAnAnswerFromTheManagerEndsTheWaitOfFailedResults(t *testing.T) {
 
 func TestFlushTriesWaitingResultsAtOnce(t *testing.T) {
 	t.Parallel()
-	s := &sender{failures: []error{errs.ErrManagerUnavailable}}
-	r := slowStart(t, s)
-	r.Deliver(manager.Result{TaskID: "t-1", Code: manager.CodeOK})
-	require.Eventually(t, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.calls == 1 }, 10*time.Second, time.Millisecond)
+	r, s := failOnce(t, errs.ErrManagerUnavailable, hour)
 	flush(t, r)
 	require.Len(t, s.delivered(), 1)
 }
 
 func TestRetryAfterOutlastsAnAnswer(t *testing.T) {
 	t.Parallel()
-	s := &sender{failures: []error{&errs.Error{Code: errs.CodeManagerUnavailable, RetryAfter: time.Hour}}}
-	r := reporter.New(reporter.Options{Sender: s, Backoff: fast})
-	ctx, cancel := context.WithCancel(context.Background())
-	_, err := r.Start(ctx)
-	require.NoError(t, err)
-	t.Cleanup(func() { cancel(); r.Wait() })
-	r.Deliver(manager.Result{TaskID: "t-1", Code: manager.CodeOK})
-	require.Eventually(t, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.calls == 1 }, 10*time.Second, time.Millisecond)
+	r, s := failOnce(t, &errs.Error{Code: errs.CodeManagerUnavailable, RetryAfter: time.Hour}, fast)
 	r.ManagerAnswered()
 	time.Sleep(100 * time.Millisecond)
 	require.Empty(t, s.delivered(), "the manager asked for an hour")
