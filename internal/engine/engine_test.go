@@ -452,6 +452,8 @@ func TestSetupRedoesAStageLeftInitializing(t *testing.T) {
 		Workspace: filepath.Join(en.stateDir, "stages", engine.StageKey("crashed"), "workspace"),
 		Shared:    filepath.Join(en.stateDir, "stages", engine.StageKey("crashed"), "shared"),
 	}))
+	_, err = en.eng.Execute(t.Context(), "crashed", sh("early", "true"))
+	require.ErrorIs(t, err, engine.ErrInvalid, "no step runs before the setup is done")
 	st := en.setup(engine.StageSpec{ID: "crashed"})
 	require.DirExists(t, st.Workspace)
 	res := en.run("crashed", sh("s", "true"))

@@ -69,9 +69,14 @@ func (e *Engine) Execute(ctx context.Context, stageID string, spec StepSpec) (St
 	if err := stageRunnable(st); err != nil {
 		return StepResult{}, fmt.Errorf("execute step %s: %w", spec.ID, err)
 	}
+	if st.State != StageReady {
+		return StepResult{}, fmt.Errorf("execute step %s: %w", spec.ID, invalidf("stage %s is not set up yet", st.Spec.ID))
+	}
 	return e.execute(ctx, st, spec)
 }
 
+// stageRunnable reports whether steps may start in the stage: it is ready, or being set up (its
+// services start then).
 func stageRunnable(st *Stage) error {
 	switch {
 	case st.SetupError != "":
@@ -194,7 +199,8 @@ func (e *Engine) own(ctx context.Context, x *execution, key stepKey, spec StepSp
 		proc, err = backend.Start(runCtx, run)
 	}
 	if err != nil {
-		e.closeLog(ctx, w, log)
+		_, _ = fmt.Fprintf(w, "The step could not start: %v\n", err)
+		_ = e.closeLog(ctx, w, log)
 		if errors.Is(err, ErrNotAllowed) || errors.Is(err, ErrInvalid) || errors.Is(err, ErrNoBackend) {
 			cancelTimeout()
 			return StepResult{}, false, fmt.Errorf("step %s: %w", spec.ID, err)
