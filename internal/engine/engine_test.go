@@ -755,3 +755,21 @@ func TestStageRecordIsJSON(t *testing.T) {
 	require.Equal(t, engine.StageReady, st.State)
 	require.NoError(t, en.eng.Cleanup(t.Context(), "json"))
 }
+
+func TestCleanupRemovesOnlyEmptyDirectoriesOutsideTheStage(t *testing.T) {
+	t.Parallel()
+	en := newEnv(t)
+	outside := t.TempDir()
+	empty, used := filepath.Join(outside, "empty"), filepath.Join(outside, "used")
+	st := en.setup(engine.StageSpec{ID: "dirs", Files: []engine.File{
+		{Path: empty, IsDir: true},
+		{Path: used, IsDir: true},
+		{Path: "/harness/inside", IsDir: true},
+	}})
+	require.NoError(t, os.WriteFile(filepath.Join(used, "keep.txt"), []byte("x"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(st.Workspace, "inside", "gone.txt"), []byte("x"), 0o600))
+	require.NoError(t, en.eng.Cleanup(t.Context(), "dirs"))
+	require.NoDirExists(t, empty)
+	require.FileExists(t, filepath.Join(used, "keep.txt"))
+	en.requireGone("dirs")
+}

@@ -252,18 +252,23 @@ func (e *Engine) await(ctx, runCtx context.Context, key stepKey, spec StepSpec, 
 	proc Process, w *logstream.Writer, hostFiles stepFiles, started time.Time) StepResult {
 	log := e.log.With("stage", key.stage, "step", spec.ID)
 	res := StepResult{Started: started}
-	exit, err := proc.Wait(runCtx)
-	if err != nil {
+	exit, waitErr := proc.Wait(runCtx)
+	if waitErr != nil {
+		// The step's context ended, or the backend lost track of it: stop what is left.
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*e.opts.KillGrace+time.Minute)
 		if serr := proc.Stop(stopCtx, e.opts.KillGrace); serr != nil {
 			log.Warn("could not stop the step", "err", serr)
 		}
-		exit, err = proc.Wait(stopCtx)
+		exit, err := proc.Wait(stopCtx)
 		cancel()
 		if err != nil {
 			exit = Exit{Code: exitInternal}
 		}
-		res = e.interrupted(runCtx, spec, res)
+		if runCtx.Err() != nil {
+			res = e.interrupted(runCtx, spec, res)
+		} else {
+			res.Status, res.Error = StepError, fmt.Sprintf("waiting for the step: %v", waitErr)
+		}
 		res.ExitCode = exit.Code
 	} else {
 		res.ExitCode, res.OOMKilled = exit.Code, exit.OOMKilled
