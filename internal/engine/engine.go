@@ -194,7 +194,8 @@ func (e *Engine) Setup(ctx context.Context, spec StageSpec) (*Stage, error) {
 func (e *Engine) build(ctx context.Context, st *Stage) (*Stage, error) {
 	id := st.Spec.ID
 	log := e.log.With("stage", id)
-	w := e.openLog(ctx, st, st.Spec.LogKey, "setup", nil)
+	// The local log of setup is named so no Harness step id (letters and digits) can clash with it.
+	w := e.openLog(ctx, st, st.Spec.LogKey, "_setup", nil)
 	say := func(format string, args ...any) { _, _ = fmt.Fprintf(w, format+"\n", args...) }
 	closeLog := func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), logCloseTimeout)

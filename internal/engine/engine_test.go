@@ -773,3 +773,15 @@ func TestCleanupRemovesOnlyEmptyDirectoriesOutsideTheStage(t *testing.T) {
 	require.FileExists(t, filepath.Join(used, "keep.txt"))
 	en.requireGone("dirs")
 }
+
+func TestSetupWritesItsOwnLog(t *testing.T) {
+	t.Parallel()
+	en := newEnv(t)
+	en.setup(engine.StageSpec{ID: "setup-log", LogKey: "stage/setup", Logs: logstream.Config{Kind: "fake"},
+		Services: []engine.StepSpec{{ID: "svc", Commands: []string{"exec sleep 60"}}}})
+	lines := en.logs.lines("stage/setup")
+	require.Equal(t, "Setting up stage setup-log\n", lines[0])
+	require.Contains(t, lines, "Started service svc\n")
+	require.Equal(t, "Stage setup-log is ready\n", lines[len(lines)-1])
+	require.NoError(t, en.eng.Cleanup(t.Context(), "setup-log"))
+}
