@@ -250,6 +250,7 @@ func TestStepExitCodesAndEntrypoints(t *testing.T) {
 		{name: "success", step: shell(t, "ok", "echo fine"), wantOut: "fine\n"},
 		{name: "non-zero exit", step: shell(t, "fail", "echo failing; exit 3"), wantCode: 3, wantOut: "failing\n"},
 		{name: "default working dir is the workspace", step: shell(t, "pwd", "pwd"), wantOut: "/harness\n"},
+		{name: "user", step: func() engine.StepSpec { s := shell(t, "user", "id -u"); s.User = "nobody"; return s }(), wantOut: "65534\n"},
 		{
 			name:    "no commands run the entrypoint alone (plugins)",
 			step:    engine.StepSpec{ID: "plugin", Image: dockertest.Image(t), Entrypoint: []string{"/bin/echo", "plugin", "says", "hi"}},
