@@ -36,11 +36,7 @@ func newDroneWire(t testing.TB, url, secret string) *droneWire {
 // do sends one call and returns the status, headers and body of the answer.
 func (w *droneWire) do(method, path, body string) (int, http.Header, string) {
 	w.t.Helper()
-	return w.doCtx(context.Background(), method, path, body)
-}
-
-func (w *droneWire) doCtx(ctx context.Context, method, path, body string) (int, http.Header, string) {
-	w.t.Helper()
+	ctx := context.Background()
 	var r io.Reader
 	if body != "" {
 		r = strings.NewReader(body)

@@ -496,3 +496,71 @@ func TestDroneWaitBuildEndsWithItsContext(t *testing.T) {
 	_, err = ds.WaitBuild(t.Context(), 99)
 	require.ErrorIs(t, err, errs.ErrNotFound)
 }
+
+// TestDroneOverlappingWatchesNeverMissACancel: with the real server's timings a cancel made
+// while no watch is open is never delivered, but a runner that opens the next watch before the
+// current one ends always has one open, so it sees every cancel, whenever it comes.
+func TestDroneOverlappingWatchesNeverMissACancel(t *testing.T) {
+	t.Parallel()
+	for _, delay := range []time.Duration{0, 150 * time.Millisecond, 400 * time.Millisecond, 700 * time.Millisecond} {
+		t.Run(delay.String(), func(t *testing.T) {
+			t.Parallel()
+			ds := mockmanager.NewDroneTest(t, mockmanager.DroneOptions{PollTimeout: 400 * time.Millisecond})
+			w := newDroneWire(t, ds.URL, ds.Secret())
+			b := queueDrone(t, ds, mockmanager.NewBuild{})
+			path := fmt.Sprintf("/rpc/v2/build/%d/watch", b.Build.Id)
+
+			ctx, stop := context.WithCancel(t.Context())
+			seen := make(chan struct{})
+			var once sync.Once
+			var wg sync.WaitGroup
+			var watch func()
+			watch = func() {
+				defer wg.Done()
+				opened := make(chan struct{})
+				go func() {
+					// Open the next watch once this one has been open for a while, before it ends.
+					select {
+					case <-time.After(100 * time.Millisecond):
+						wg.Add(1)
+						go watch()
+					case <-ctx.Done():
+					}
+					close(opened)
+				}()
+				if watchOnce(ctx, w, path) == http.StatusOK {
+					once.Do(func() { close(seen) })
+				}
+				<-opened
+			}
+			wg.Add(1)
+			go watch()
+			require.Eventually(t, func() bool { return ds.OpenRequests("WatchBuild") > 0 }, 10*time.Second, time.Millisecond)
+			time.Sleep(delay)
+			_, err := ds.CancelBuild(b.Build.Id)
+			require.NoError(t, err)
+			select {
+			case <-seen:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the cancel was never delivered")
+			}
+			stop()
+			wg.Wait()
+		})
+	}
+}
+
+// watchOnce sends one watch and returns its status, or 0 when ctx ended the call.
+func watchOnce(ctx context.Context, w *droneWire, path string) int {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url+path, nil)
+	if err != nil {
+		return 0
+	}
+	req.Header.Set("X-Drone-Token", w.secret)
+	resp, err := w.hc.Do(req)
+	if err != nil {
+		return 0
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode
+}
