@@ -6,10 +6,10 @@
 // Supported: kind pipeline of type exec or docker; platform, workspace, clone, environment
 // (literals and from_secret), volumes; steps with name, image, pull, commands, entrypoint,
 // command, environment, settings (as PLUGIN_* variables), when (branch, event, ref, status,
-// target, instance; a string, a list or include/exclude, each a path.Match glob), depends_on (a
-// DAG; without any depends_on the steps run one after the other), failure: ignore, detach,
-// privileged and volumes. Steps whose branch, event, ref, target or instance condition does not
-// match are left out of the plan; `when: status` (success by default) is decided as the stage
+// target, instance, action, cron, repo; a string, a list or include/exclude, each a path.Match
+// glob; `paths` is the server's business and is ignored), depends_on (a DAG; without any
+// depends_on the steps run one after the other), failure: ignore, detach, privileged and
+// volumes. Steps whose conditions other than status do not match are left out of the plan; `when: status` (success by default) is decided as the stage
 // runs. Exit code 78 ends a step with success and skips the steps not started yet.
 //
 // The environment of a step, later entries winning: the build's parameters; then CI=true,

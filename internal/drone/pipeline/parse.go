@@ -184,7 +184,11 @@ func (p *Parameter) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// Conditions are a step's `when`: every condition set must match for the step to run.
+// Conditions are a step's `when`: every condition set must match for the step to run. Branch
+// matches the build's target branch, Event its event, Ref its git ref, Target the environment
+// it deploys to, Instance the server's host, Action the build's action, Cron the name of the
+// cron job that started it, Repo the repository's slug; Status the stage's status so far
+// (success or failure).
 type Conditions struct {
 	Branch   Condition `yaml:"branch"`
 	Event    Condition `yaml:"event"`
@@ -192,6 +196,9 @@ type Conditions struct {
 	Status   Condition `yaml:"status"`
 	Target   Condition `yaml:"target"`
 	Instance Condition `yaml:"instance"`
+	Action   Condition `yaml:"action"`
+	Cron     Condition `yaml:"cron"`
+	Repo     Condition `yaml:"repo"`
 }
 
 // Condition is a list of glob patterns (path.Match syntax) to include and to exclude. An empty
@@ -423,6 +430,7 @@ func (s *Step) check(typ string) error {
 	for name, c := range map[string]Condition{
 		"branch": s.When.Branch, "event": s.When.Event, "ref": s.When.Ref,
 		"status": s.When.Status, "target": s.When.Target, "instance": s.When.Instance,
+		"action": s.When.Action, "cron": s.When.Cron, "repo": s.When.Repo,
 	} {
 		for _, pat := range slices.Concat(c.Include, c.Exclude) {
 			if _, err := path.Match(pat, ""); err != nil {

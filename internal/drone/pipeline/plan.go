@@ -37,8 +37,8 @@ type Plan struct {
 	Pipeline *Pipeline
 	// Steps are the steps that may run, in file order, numbered from 1.
 	Steps []*PlannedStep
-	// Excluded are the steps whose branch, event, ref, target or instance condition rules them
-	// out; a runner does not report them.
+	// Excluded are the steps whose conditions other than status rule them out; a runner does
+	// not report them.
 	Excluded []string
 	// Workspace is the workspace's absolute path for docker pipelines; for exec pipelines it is
 	// the path relative to the directory the runner makes for the stage.
@@ -253,12 +253,15 @@ func jsonable(v any) any {
 	}
 }
 
-// staticMatch reports whether the conditions known before the stage runs (branch, event, ref,
-// target, instance) let the step run.
+// staticMatch reports whether the conditions known before the stage runs (all but status) let
+// the step run.
 func staticMatch(w Conditions, f Facts) bool {
 	return w.Branch.Match(f.Build.Target) &&
 		w.Event.Match(f.Build.Event) &&
 		w.Ref.Match(f.Build.Ref) &&
 		w.Target.Match(f.Build.DeployTo) &&
-		w.Instance.Match(f.System.Host)
+		w.Instance.Match(f.System.Host) &&
+		w.Action.Match(f.Build.Action) &&
+		w.Cron.Match(f.Build.Cron) &&
+		w.Repo.Match(f.Repo.Slug)
 }

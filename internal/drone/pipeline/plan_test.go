@@ -149,20 +149,26 @@ steps:
 - name: other-server
   commands: [true]
   when: {instance: ci.other.org}
+- name: this-repo
+  commands: [true]
+  when: {repo: "acme/*", action: {exclude: [closed]}}
+- name: nightly
+  commands: [true]
+  when: {cron: nightly}
 - name: on-failure
   commands: [true]
   when: {status: failure}
   depends_on: [not-push, always]
 `
 	plan := pipeline.NewPlan(mustParse(t, yaml, "default"), facts())
-	require.Equal(t, []string{"not-push", "tags", "prod", "other-server"}, plan.Excluded)
+	require.Equal(t, []string{"not-push", "tags", "prod", "other-server", "nightly"}, plan.Excluded)
 	var names []string
 	for _, s := range plan.Steps {
 		names = append(names, s.Name)
 	}
-	require.Equal(t, []string{"always", "main-only", "this-server", "on-failure"}, names)
-	last := plan.Steps[3]
-	require.Equal(t, 4, last.Number, "numbers count only the steps that are sent")
+	require.Equal(t, []string{"always", "main-only", "this-server", "this-repo", "on-failure"}, names)
+	last := plan.Steps[4]
+	require.Equal(t, 5, last.Number, "numbers count only the steps that are sent")
 	require.Equal(t, []string{"always"}, last.DependsOn, "an excluded dependency is dropped")
 	require.Empty(t, plan.Steps[1].DependsOn, "with depends_on anywhere, steps without it start at once")
 }
