@@ -13,6 +13,7 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
 
 	droneapi "github.com/dlite-dev/dlite/gen/drone"
 	droneadmin "github.com/dlite-dev/dlite/gen/droneadmin"
@@ -56,6 +57,8 @@ func (s *DroneServer) newHandler() (*echo.Echo, error) {
 	e.Logger.SetOutput(io.Discard)
 	e.HTTPErrorHandler = s.handleError
 	e.Pre(s.gate(rpc))
+	// A panic is a bug of the mock; like the real server, answer it with a 500 and keep serving.
+	e.Use(middleware.Recover())
 
 	rpcMW := map[string][]echo.MiddlewareFunc{}
 	for _, op := range rpc.operations() {
