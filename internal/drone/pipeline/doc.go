@@ -1,7 +1,9 @@
 // Package pipeline reads Drone pipeline files and plans a stage: it parses the YAML (several
 // documents; the stage's pipeline is picked by name), checks it, resolves each step's
 // environment and secrets, and drives the stage with a Scheduler that says which steps start,
-// which are skipped and how the stage ends. It knows neither the wire nor how steps run.
+// which are skipped and how the stage ends. It reads the facts of a run from the wire's objects
+// (gen/drone) and writes the steps and failures a runner reports in them (WireSteps, Report,
+// FailStage), but it makes no calls and does not know how steps run.
 //
 // Supported: kind pipeline of type exec or docker; platform, workspace, clone, environment
 // (literals and from_secret), volumes; steps with name, image, pull, commands, entrypoint,
