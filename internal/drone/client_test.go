@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -215,7 +216,9 @@ func TestClientMapsStatuses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
+			var calls atomic.Int32
 			hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				calls.Add(1)
 				if r.Header.Get("X-Drone-Token") != secret {
 					t.Errorf("X-Drone-Token = %q", r.Header.Get("X-Drone-Token"))
 				}
@@ -234,6 +237,7 @@ func TestClientMapsStatuses(t *testing.T) {
 			require.Contains(t, err.Error(), tt.text)
 			require.Contains(t, err.Error(), "read details of stage 5")
 			require.NotContains(t, err.Error(), secret)
+			require.Equal(t, int32(1), calls.Load(), "one call is one attempt: retrying is the caller's choice")
 		})
 	}
 }
