@@ -24,15 +24,21 @@ type Running struct {
 // Start listens on addr ("127.0.0.1:0" picks a free port) and serves the Server's Handler until
 // Shutdown or Close.
 func (s *Server) Start(addr string) (*Running, error) {
+	return startServing("mock manager", s.Handler(), s.log, addr)
+}
+
+// startServing listens on addr and serves h until Shutdown or Close; name says which mock
+// failed to listen.
+func startServing(name string, h http.Handler, log *slog.Logger, addr string) (*Running, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("mock manager: listen on %s: %w", addr, err)
+		return nil, fmt.Errorf("%s: listen on %s: %w", name, addr, err)
 	}
 	r := &Running{
 		srv: &http.Server{
-			Handler:           s.Handler(),
+			Handler:           h,
 			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		},
 		ln:   ln,
 		done: make(chan struct{}),

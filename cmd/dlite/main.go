@@ -21,11 +21,12 @@ type command struct {
 var commands = map[string]command{
 	"run":          {"register with the manager and run tasks (a demo on an embedded mock manager when none is configured)", runCommand},
 	"mock-manager": {"serve a mock Harness manager for local tries and tests", withSignals(mockManagerCommand)},
+	"mock-drone":   {"serve a mock Drone server (runner RPC v2) for local tries and tests", withSignals(mockDroneCommand)},
 	"version":      {"print the version and commit", versionCommand},
 }
 
 // order lists the subcommands in help output.
-var order = []string{"run", "mock-manager", "version"}
+var order = []string{"run", "mock-manager", "mock-drone", "version"}
 
 func main() {
 	os.Exit(dispatch(context.Background(), os.Args[1:], os.Stdout, os.Stderr))

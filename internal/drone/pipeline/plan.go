@@ -1,0 +1,267 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"path"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+
+	gen "github.com/dlite-dev/dlite/gen/drone"
+)
+
+// Docker workspace defaults, as Drone's docker runner uses them.
+const (
+	// DockerWorkspaceBase is the directory docker steps' workspaces live under.
+	DockerWorkspaceBase = "/drone"
+	// DefaultWorkspacePath is the workspace's path under the base when the pipeline sets none.
+	DefaultWorkspacePath = "src"
+)
+
+// Facts are what the stage's details say about the run: the wire's own objects.
+type Facts struct {
+	Repo    gen.Repo
+	Build   gen.Build
+	Stage   gen.Stage
+	System  gen.System
+	Secrets []gen.Secret
+}
+
+// Plan is what a stage will run: the steps that may run, numbered as they are reported, and the
+// names of those whose `when` can never match (they are not reported at all).
+type Plan struct {
+	// Pipeline is the planned pipeline.
+	Pipeline *Pipeline
+	// Steps are the steps that may run, in file order, numbered from 1.
+	Steps []*PlannedStep
+	// Excluded are the steps whose conditions other than status rule them out; a runner does
+	// not report them.
+	Excluded []string
+	// Workspace is the workspace's absolute path for docker pipelines; for exec pipelines it is
+	// the path relative to the directory the runner makes for the stage.
+	Workspace string
+	// Secrets are the values of every secret the plan reads, longest first, to mask in logs.
+	Secrets []string
+}
+
+// PlannedStep is a step with everything resolved.
+type PlannedStep struct {
+	// Number is the step's 1-based number on the wire.
+	Number int
+	// Step is the parsed step.
+	Step *Step
+	// Name and Image are the step's.
+	Name  string
+	Image string
+	// DependsOn are the planned steps this one waits for: its depends_on, without the excluded
+	// steps; or, in a pipeline where no step has depends_on, the step before it.
+	DependsOn []string
+	// Env is the step's environment: the DRONE_* variables, the build's parameters, the
+	// pipeline's environment, the step's environment and its settings as PLUGIN_* variables,
+	// later ones winning. DRONE_BUILD_STATUS and DRONE_STAGE_STATUS are set by the Scheduler
+	// when the step starts.
+	Env map[string]string
+	// ErrIgnore is true for `failure: ignore`: the step's failure does not fail the stage.
+	ErrIgnore bool
+	// Detach is true for a step that runs in the background.
+	Detach bool
+	// RunOn is when the step runs, by the stage's status so far: success (the default), failure,
+	// or both.
+	RunOn Condition
+	// Error says why the step cannot run (a secret it reads is missing); the step then ends with
+	// status error without running.
+	Error string
+}
+
+var pluginKey = regexp.MustCompile(`[^A-Za-z0-9]+`)
+
+// NewPlan plans pipeline p for the run the facts describe. It does not fail: what cannot run is
+// said in the steps' Error.
+func NewPlan(p *Pipeline, f Facts) *Plan {
+	plan := &Plan{Pipeline: p}
+	ws := p.Workspace.Path
+	if ws == "" {
+		ws = DefaultWorkspacePath
+	}
+	if p.Type == TypeDocker && !path.IsAbs(ws) {
+		ws = path.Join(DockerWorkspaceBase, ws)
+	}
+	plan.Workspace = ws
+	secrets := map[string]string{}
+	for _, s := range f.Secrets {
+		secrets[s.Name] = s.Data
+	}
+	used := map[string]bool{}
+
+	serial := !slices.ContainsFunc(p.Steps, func(s *Step) bool { return len(s.DependsOn) > 0 })
+	excluded := map[string]bool{}
+	for _, s := range p.Steps {
+		if !staticMatch(s.When, f) {
+			excluded[s.Name] = true
+			plan.Excluded = append(plan.Excluded, s.Name)
+		}
+	}
+	base := baseEnv(p, f, plan.Workspace)
+	prev := ""
+	for _, s := range p.Steps {
+		if excluded[s.Name] {
+			continue
+		}
+		ps := &PlannedStep{
+			Number:    len(plan.Steps) + 1,
+			Step:      s,
+			Name:      s.Name,
+			Image:     s.Image,
+			ErrIgnore: s.Failure == "ignore",
+			Detach:    s.Detach,
+			RunOn:     s.When.Status,
+		}
+		if ps.RunOn.IsEmpty() {
+			ps.RunOn = Condition{Include: []string{"success"}}
+		}
+		switch {
+		case serial && prev != "":
+			ps.DependsOn = []string{prev}
+		case !serial:
+			for _, d := range s.DependsOn {
+				if !excluded[d] {
+					ps.DependsOn = append(ps.DependsOn, d)
+				}
+			}
+		}
+		prev = s.Name
+
+		env := maps.Clone(base)
+		env["DRONE_STEP_NAME"] = s.Name
+		env["DRONE_STEP_NUMBER"] = fmt.Sprint(ps.Number)
+		var problems []string
+		resolve := func(where, name string, v Value) {
+			if v.FromSecret == "" {
+				env[name] = v.Literal
+				return
+			}
+			data, ok := secrets[v.FromSecret]
+			if !ok {
+				problems = append(problems, fmt.Sprintf("secret %q is not available (read by %s %s)", v.FromSecret, where, name))
+				return
+			}
+			used[v.FromSecret] = true
+			env[name] = data
+		}
+		for _, k := range slices.Sorted(maps.Keys(p.Environment)) {
+			resolve("the pipeline environment", k, p.Environment[k])
+		}
+		for _, k := range slices.Sorted(maps.Keys(s.Environment)) {
+			resolve("environment", k, s.Environment[k])
+		}
+		for _, k := range slices.Sorted(maps.Keys(s.Settings)) {
+			name := "PLUGIN_" + strings.Trim(strings.ToUpper(pluginKey.ReplaceAllString(k, "_")), "_")
+			param := s.Settings[k]
+			if param.FromSecret != "" {
+				resolve("setting", name, Value{FromSecret: param.FromSecret})
+				continue
+			}
+			v, err := encodeSetting(param.Value)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("setting %s cannot be encoded: %v", k, err))
+				continue
+			}
+			env[name] = v
+		}
+		ps.Env = env
+		if len(problems) > 0 {
+			ps.Error = strings.Join(problems, "; ")
+		}
+		plan.Steps = append(plan.Steps, ps)
+	}
+	for name := range used {
+		if v := secrets[name]; v != "" {
+			plan.Secrets = append(plan.Secrets, v)
+		}
+	}
+	sort.Slice(plan.Secrets, func(i, j int) bool {
+		if len(plan.Secrets[i]) != len(plan.Secrets[j]) {
+			return len(plan.Secrets[i]) > len(plan.Secrets[j])
+		}
+		return plan.Secrets[i] < plan.Secrets[j]
+	})
+	plan.Secrets = slices.Compact(plan.Secrets)
+	return plan
+}
+
+// encodeSetting turns a setting into the text of its PLUGIN_ variable the way Drone plugins read
+// it: strings, numbers and booleans as written; a list of those joined with commas; anything
+// else (maps, lists holding maps or lists) as JSON.
+func encodeSetting(v any) (string, error) {
+	switch v := v.(type) {
+	case nil:
+		return "", nil
+	case string:
+		return v, nil
+	case bool, int, int64, uint64, float64:
+		return fmt.Sprint(v), nil
+	case []any:
+		parts := make([]string, 0, len(v))
+		for _, item := range v {
+			switch item.(type) {
+			case string, bool, int, int64, uint64, float64:
+				parts = append(parts, fmt.Sprint(item))
+			default:
+				return toJSON(v)
+			}
+		}
+		return strings.Join(parts, ","), nil
+	default:
+		return toJSON(v)
+	}
+}
+
+func toJSON(v any) (string, error) {
+	b, err := json.Marshal(jsonable(v))
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// jsonable turns the map[any]any a YAML decoder may produce into map[string]any.
+func jsonable(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, x := range v {
+			out[k] = jsonable(x)
+		}
+		return out
+	case map[any]any:
+		out := make(map[string]any, len(v))
+		for k, x := range v {
+			out[fmt.Sprint(k)] = jsonable(x)
+		}
+		return out
+	case []any:
+		out := make([]any, len(v))
+		for i, x := range v {
+			out[i] = jsonable(x)
+		}
+		return out
+	default:
+		return v
+	}
+}
+
+// staticMatch reports whether the conditions known before the stage runs (all but status) let
+// the step run.
+func staticMatch(w Conditions, f Facts) bool {
+	return w.Branch.Match(f.Build.Target) &&
+		w.Event.Match(f.Build.Event) &&
+		w.Ref.Match(f.Build.Ref) &&
+		w.Target.Match(f.Build.DeployTo) &&
+		w.Instance.Match(f.System.Host) &&
+		w.Action.Match(f.Build.Action) &&
+		w.Cron.Match(f.Build.Cron) &&
+		w.Repo.Match(f.Repo.Slug)
+}
