@@ -74,8 +74,12 @@ type Writer struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	kick   chan struct{}
+	// stop ends the background open's retries and the flush loop at Close without cancelling a
+	// call in flight: cancelling it would drop the batch being sent, or leave a stream that was
+	// being opened unopened, and lose the lines meant for it.
+	stop chan struct{}
+	wg   sync.WaitGroup
+	kick chan struct{}
 
 	mu           sync.Mutex
 	partial      []byte
@@ -111,6 +115,7 @@ func NewWriter(ctx context.Context, t Transport, key string, opts Options) *Writ
 		opts: opts,
 		log:  opts.Logger,
 		kick: make(chan struct{}, 1),
+		stop: make(chan struct{}),
 	}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
@@ -287,7 +292,7 @@ func lineSize(l Line) int {
 }
 
 func (w *Writer) open() {
-	err := w.retry(w.ctx, "open", func(ctx context.Context) error { return w.t.Open(ctx, w.key) })
+	err := w.retry(w.ctx, w.stop, "open", func(ctx context.Context) error { return w.t.Open(ctx, w.key) })
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err != nil {
@@ -313,6 +318,8 @@ func (w *Writer) flushLoop() {
 	for {
 		select {
 		case <-w.ctx.Done():
+			return
+		case <-w.stop:
 			return
 		case <-tick.C:
 		case <-w.kick:
@@ -368,8 +375,10 @@ func (w *Writer) close(ctx context.Context) error {
 		w.endLine(false)
 	}
 	w.mu.Unlock()
-	w.cancel()
+	// Let a send or an open in flight finish, then send what is left with ctx.
+	close(w.stop)
 	w.wg.Wait()
+	defer w.cancel()
 	w.flush(ctx)
 
 	var err error
@@ -377,7 +386,7 @@ func (w *Writer) close(ctx context.Context) error {
 		w.mu.Lock()
 		history := slices.Clone(w.history)
 		w.mu.Unlock()
-		err = w.retry(ctx, "upload", func(ctx context.Context) error { return w.t.Upload(ctx, w.key, history) })
+		err = w.retry(ctx, nil, "upload", func(ctx context.Context) error { return w.t.Upload(ctx, w.key, history) })
 		if err != nil {
 			err = fmt.Errorf("upload the log %s: %w", w.key, err)
 		}
@@ -385,7 +394,7 @@ func (w *Writer) close(ctx context.Context) error {
 	if w.opts.SkipClose {
 		return err
 	}
-	cerr := w.retry(ctx, "close", func(ctx context.Context) error { return w.t.Close(ctx, w.key, w.opts.SkipOpen) })
+	cerr := w.retry(ctx, nil, "close", func(ctx context.Context) error { return w.t.Close(ctx, w.key, w.opts.SkipOpen) })
 	if cerr != nil {
 		if w.opts.SkipOpen {
 			return fmt.Errorf("close the log %s with a snapshot: %w", w.key, cerr)
@@ -396,7 +405,9 @@ func (w *Writer) close(ctx context.Context) error {
 }
 
 // retry calls fn up to Attempts times, waiting RetryWait, then twice as long each time (capped).
-func (w *Writer) retry(ctx context.Context, what string, fn func(context.Context) error) error {
+// It stops early when stop closes, when ctx ends, and when the error says it is not worth
+// retrying (a refusal such as a bad token will not change on a second try).
+func (w *Writer) retry(ctx context.Context, stop <-chan struct{}, what string, fn func(context.Context) error) error {
 	wait := w.opts.RetryWait
 	for attempt := 1; ; attempt++ {
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
@@ -408,12 +419,19 @@ func (w *Writer) retry(ctx context.Context, what string, fn func(context.Context
 		if attempt >= w.opts.Attempts {
 			return fmt.Errorf("%s failed %d times: %w", what, attempt, err)
 		}
+		var r interface{ Retryable() bool }
+		if errors.As(err, &r) && !r.Retryable() {
+			return fmt.Errorf("%s: %w", what, err)
+		}
 		w.log.Debug("log stream call failed; trying again", "call", what, "attempt", attempt, "err", err)
 		t := time.NewTimer(wait + rand.N(wait/5+1))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return fmt.Errorf("%s: %w (gave up: %w)", what, err, context.Cause(ctx))
+		case <-stop:
+			t.Stop()
+			return fmt.Errorf("%s: %w (gave up: the stream was closed)", what, err)
 		case <-t.C:
 		}
 		wait = min(2*wait, maxRetryWait)

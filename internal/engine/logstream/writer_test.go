@@ -432,3 +432,83 @@ func TestRegistry(t *testing.T) {
 	_, _, err = r.Transport(logstream.Config{Kind: "broken"})
 	require.ErrorContains(t, err, "bad settings")
 }
+
+// slowTransport lets a test hold an open or a write in flight: each call waits for its gate (or
+// its context) and records whether it finished.
+type slowTransport struct {
+	fakeTransport
+	openGate, writeGate chan struct{}
+	entered             chan string
+}
+
+func (s *slowTransport) wait(ctx context.Context, what string, gate chan struct{}) error {
+	if gate == nil {
+		return nil
+	}
+	s.entered <- what
+	select {
+	case <-gate:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *slowTransport) Open(ctx context.Context, key string) error {
+	if err := s.wait(ctx, "open", s.openGate); err != nil {
+		return err
+	}
+	return s.fakeTransport.Open(ctx, key)
+}
+
+func (s *slowTransport) Write(ctx context.Context, key string, lines []logstream.Line) error {
+	if err := s.wait(ctx, "write", s.writeGate); err != nil {
+		return err
+	}
+	return s.fakeTransport.Write(ctx, key, lines)
+}
+
+func TestCloseLetsCallsInFlightFinish(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		open bool // hold the open in flight; otherwise hold a live write
+		opts logstream.Options
+	}{
+		{name: "open in flight", open: true},
+		{name: "write in flight"},
+		{name: "write in flight on a stream opened elsewhere", opts: logstream.Options{SkipOpen: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tr := &slowTransport{entered: make(chan string, 4)}
+			gate := make(chan struct{})
+			if tc.open {
+				tr.openGate = gate
+			} else {
+				tr.writeGate = gate
+			}
+			opts := tc.opts
+			opts.FlushEvery = 10 * time.Millisecond
+			w := logstream.NewWriter(context.Background(), tr, "k", opts)
+			_, err := w.Write([]byte("first\n"))
+			require.NoError(t, err)
+			<-tr.entered // the open, or the first batch's write, is now in flight
+
+			closed := make(chan error, 1)
+			go func() { closed <- w.Close(context.Background()) }()
+			select {
+			case err := <-closed:
+				t.Fatalf("Close returned while a call was in flight: %v", err)
+			case <-time.After(50 * time.Millisecond):
+			}
+			close(gate)
+			require.NoError(t, <-closed)
+
+			tr.mu.Lock()
+			defer tr.mu.Unlock()
+			require.Len(t, tr.live, 1, "the line sent while the stream closed reached the live stream")
+			require.Equal(t, "first\n", tr.live[0].Out)
+		})
+	}
+}
