@@ -46,6 +46,27 @@ func (e DelegateStatus) Valid() bool {
 	}
 }
 
+// Defines values for LogBlobSource.
+const (
+	LogBlobSourceLink     LogBlobSource = "link"
+	LogBlobSourceService  LogBlobSource = "service"
+	LogBlobSourceSnapshot LogBlobSource = "snapshot"
+)
+
+// Valid indicates whether the value is a known member of the LogBlobSource enum.
+func (e LogBlobSource) Valid() bool {
+	switch e {
+	case LogBlobSourceLink:
+		return true
+	case LogBlobSourceService:
+		return true
+	case LogBlobSourceSnapshot:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ResponseEndpoint.
 const (
 	ResponseEndpointLegacy ResponseEndpoint = "legacy"
@@ -140,6 +161,73 @@ type Faults struct {
 	ResetRate *float32 `json:"resetRate,omitempty"`
 }
 
+// LogBlob defines model for LogBlob.
+type LogBlob struct {
+	AccountId string    `json:"accountId"`
+	Key       string    `json:"key"`
+	Lines     []LogLine `json:"lines"`
+	Uploaded  time.Time `json:"uploaded"`
+
+	// Via How the permanent log arrived: `service` (POST /blob), `link` (PUT to a signed link) or
+	// `snapshot` (copied from the stream by a close with snapshot).
+	Via LogBlobSource `json:"via"`
+}
+
+// LogBlobSource How the permanent log arrived: `service` (POST /blob), `link` (PUT to a signed link) or
+// `snapshot` (copied from the stream by a close with snapshot).
+type LogBlobSource string
+
+// LogBlobSummary defines model for LogBlobSummary.
+type LogBlobSummary struct {
+	// Bytes The size of the uploaded NDJSON.
+	Bytes int `json:"bytes"`
+	Lines int `json:"lines"`
+
+	// Via How the permanent log arrived: `service` (POST /blob), `link` (PUT to a signed link) or
+	// `snapshot` (copied from the stream by a close with snapshot).
+	Via LogBlobSource `json:"via"`
+}
+
+// LogKey A log key and what the mock log service holds for it.
+type LogKey struct {
+	AccountId string            `json:"accountId"`
+	Blob      *LogBlobSummary   `json:"blob,omitempty"`
+	Key       string            `json:"key"`
+	Stream    *LogStreamSummary `json:"stream,omitempty"`
+}
+
+// LogLine One log line, as the runner sent it.
+type LogLine struct {
+	Args  *map[string]string `json:"args,omitempty"`
+	Level *string            `json:"level,omitempty"`
+
+	// Out The text, masked and trimmed by the runner as it was sent.
+	Out string `json:"out"`
+
+	// Pos The 0-based line number the runner gave it.
+	Pos  int       `json:"pos"`
+	Time time.Time `json:"time"`
+}
+
+// LogStream defines model for LogStream.
+type LogStream struct {
+	AccountId string     `json:"accountId"`
+	Closed    *time.Time `json:"closed,omitempty"`
+	Key       string     `json:"key"`
+	Lines     []LogLine  `json:"lines"`
+	Open      bool       `json:"open"`
+	Opened    time.Time  `json:"opened"`
+}
+
+// LogStreamSummary defines model for LogStreamSummary.
+type LogStreamSummary struct {
+	// Lines How many lines it holds.
+	Lines int `json:"lines"`
+
+	// Open False once the runner (or a prefix close) closed it.
+	Open bool `json:"open"`
+}
+
 // NewTask defines model for NewTask.
 type NewTask struct {
 	// Data The task's data, any JSON.
@@ -206,6 +294,12 @@ type TaskStatus struct {
 	Type           string             `json:"type"`
 }
 
+// LogAccountParam defines model for LogAccountParam.
+type LogAccountParam = string
+
+// LogKeyParam defines model for LogKeyParam.
+type LogKeyParam = string
+
 // TaskId defines model for TaskId.
 type TaskId = string
 
@@ -214,6 +308,33 @@ type BadRequest = Error
 
 // NotFound defines model for NotFound.
 type NotFound = Error
+
+// ListLogKeysParams defines parameters for ListLogKeys.
+type ListLogKeysParams struct {
+	// AccountId Only keys of this account.
+	AccountId *string `form:"accountId,omitempty" json:"accountId,omitempty"`
+
+	// Prefix Only keys that start with this.
+	Prefix *string `form:"prefix,omitempty" json:"prefix,omitempty"`
+}
+
+// GetLogBlobParams defines parameters for GetLogBlob.
+type GetLogBlobParams struct {
+	// AccountId The account of the key; the mock manager's own account when left out.
+	AccountId *LogAccountParam `form:"accountId,omitempty" json:"accountId,omitempty"`
+
+	// Key The log key, as the runner sent it (without the account).
+	Key LogKeyParam `form:"key" json:"key"`
+}
+
+// GetLogStreamParams defines parameters for GetLogStream.
+type GetLogStreamParams struct {
+	// AccountId The account of the key; the mock manager's own account when left out.
+	AccountId *LogAccountParam `form:"accountId,omitempty" json:"accountId,omitempty"`
+
+	// Key The log key, as the runner sent it (without the account).
+	Key LogKeyParam `form:"key" json:"key"`
+}
 
 // ListTasksParams defines parameters for ListTasks.
 type ListTasksParams struct {
@@ -332,6 +453,24 @@ type ClientInterface interface {
 	// Corresponds with PUT /admin/faults (the `SetFaults` operationId).
 	SetFaults(ctx context.Context, body SetFaultsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListLogKeys Every log key of the mock log service, with its stream and permanent log.
+	//
+	// Corresponds with GET /admin/logs (the `ListLogKeys` operationId).
+	ListLogKeys(ctx context.Context, params *ListLogKeysParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetLogBlob The permanent log of a key, as uploaded (or snapshotted).
+	//
+	// Corresponds with GET /admin/logs/blob (the `GetLogBlob` operationId).
+	GetLogBlob(ctx context.Context, params *GetLogBlobParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetLogStream The lines of a key's live stream, as written so far.
+	//
+	// A closed stream keeps its lines here until the key's stream is opened again, so a test can read
+	// what a step streamed after the step ended.
+	//
+	// Corresponds with GET /admin/logs/stream (the `GetLogStream` operationId).
+	GetLogStream(ctx context.Context, params *GetLogStreamParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListTasks List every task, oldest first.
 	//
 	// Corresponds with GET /admin/tasks (the `ListTasks` operationId).
@@ -436,6 +575,54 @@ func (c *Client) SetFaultsWithBody(ctx context.Context, contentType string, body
 // Corresponds with PUT /admin/faults (the `SetFaults` operationId).
 func (c *Client) SetFaults(ctx context.Context, body SetFaultsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewSetFaultsRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListLogKeys Every log key of the mock log service, with its stream and permanent log.
+//
+// Corresponds with GET /admin/logs (the `ListLogKeys` operationId).
+func (c *Client) ListLogKeys(ctx context.Context, params *ListLogKeysParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListLogKeysRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetLogBlob The permanent log of a key, as uploaded (or snapshotted).
+//
+// Corresponds with GET /admin/logs/blob (the `GetLogBlob` operationId).
+func (c *Client) GetLogBlob(ctx context.Context, params *GetLogBlobParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetLogBlobRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetLogStream The lines of a key's live stream, as written so far.
+//
+// A closed stream keeps its lines here until the key's stream is opened again, so a test can read
+// what a step streamed after the step ended.
+//
+// Corresponds with GET /admin/logs/stream (the `GetLogStream` operationId).
+func (c *Client) GetLogStream(ctx context.Context, params *GetLogStreamParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetLogStreamRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -652,6 +839,196 @@ func NewSetFaultsRequestWithBody(server string, contentType string, body io.Read
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewListLogKeysRequest constructs an http.Request for the ListLogKeys method
+func NewListLogKeysRequest(server string, params *ListLogKeysParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/logs")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.AccountId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "accountId", *params.AccountId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Prefix != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "prefix", *params.Prefix, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetLogBlobRequest constructs an http.Request for the GetLogBlob method
+func NewGetLogBlobRequest(server string, params *GetLogBlobParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/logs/blob")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.AccountId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "accountId", *params.AccountId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "key", params.Key, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+			return nil, err
+		} else {
+			for _, qp := range strings.Split(queryFrag, "&") {
+				rawQueryFragments = append(rawQueryFragments, qp)
+			}
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetLogStreamRequest constructs an http.Request for the GetLogStream method
+func NewGetLogStreamRequest(server string, params *GetLogStreamParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/logs/stream")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.AccountId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "accountId", *params.AccountId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "key", params.Key, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+			return nil, err
+		} else {
+			for _, qp := range strings.Split(queryFrag, "&") {
+				rawQueryFragments = append(rawQueryFragments, qp)
+			}
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
 
 	return req, nil
 }
@@ -899,6 +1276,30 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with PUT /admin/faults (the `SetFaults` operationId).
 	SetFaultsWithResponse(ctx context.Context, body SetFaultsJSONRequestBody, reqEditors ...RequestEditorFn) (*SetFaultsResponse, error)
 
+	// ListLogKeysWithResponse Every log key of the mock log service, with its stream and permanent log.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /admin/logs (the `ListLogKeys` operationId).
+	ListLogKeysWithResponse(ctx context.Context, params *ListLogKeysParams, reqEditors ...RequestEditorFn) (*ListLogKeysResponse, error)
+
+	// GetLogBlobWithResponse The permanent log of a key, as uploaded (or snapshotted).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /admin/logs/blob (the `GetLogBlob` operationId).
+	GetLogBlobWithResponse(ctx context.Context, params *GetLogBlobParams, reqEditors ...RequestEditorFn) (*GetLogBlobResponse, error)
+
+	// GetLogStreamWithResponse The lines of a key's live stream, as written so far.
+	//
+	// A closed stream keeps its lines here until the key's stream is opened again, so a test can read
+	// what a step streamed after the step ended.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /admin/logs/stream (the `GetLogStream` operationId).
+	GetLogStreamWithResponse(ctx context.Context, params *GetLogStreamParams, reqEditors ...RequestEditorFn) (*GetLogStreamResponse, error)
+
 	// ListTasksWithResponse List every task, oldest first.
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -1103,6 +1504,164 @@ func (r SetFaultsResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r SetFaultsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ListLogKeysResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *[]LogKey
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListLogKeysResponse) GetJSON200() *[]LogKey {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListLogKeysResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetBody returns the raw response body bytes
+func (r ListLogKeysResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListLogKeysResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListLogKeysResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListLogKeysResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetLogBlobResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *LogBlob
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetLogBlobResponse) GetJSON200() *LogBlob {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetLogBlobResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetLogBlobResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r GetLogBlobResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetLogBlobResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetLogBlobResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetLogBlobResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetLogStreamResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *LogStream
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetLogStreamResponse) GetJSON200() *LogStream {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetLogStreamResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetLogStreamResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r GetLogStreamResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetLogStreamResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetLogStreamResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetLogStreamResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -1375,6 +1934,48 @@ func (c *ClientWithResponses) SetFaultsWithResponse(ctx context.Context, body Se
 	return ParseSetFaultsResponse(rsp)
 }
 
+// ListLogKeysWithResponse Every log key of the mock log service, with its stream and permanent log.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /admin/logs (the `ListLogKeys` operationId).
+func (c *ClientWithResponses) ListLogKeysWithResponse(ctx context.Context, params *ListLogKeysParams, reqEditors ...RequestEditorFn) (*ListLogKeysResponse, error) {
+	rsp, err := c.ListLogKeys(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListLogKeysResponse(rsp)
+}
+
+// GetLogBlobWithResponse The permanent log of a key, as uploaded (or snapshotted).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /admin/logs/blob (the `GetLogBlob` operationId).
+func (c *ClientWithResponses) GetLogBlobWithResponse(ctx context.Context, params *GetLogBlobParams, reqEditors ...RequestEditorFn) (*GetLogBlobResponse, error) {
+	rsp, err := c.GetLogBlob(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetLogBlobResponse(rsp)
+}
+
+// GetLogStreamWithResponse The lines of a key's live stream, as written so far.
+//
+// A closed stream keeps its lines here until the key's stream is opened again, so a test can read
+// what a step streamed after the step ended.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /admin/logs/stream (the `GetLogStream` operationId).
+func (c *ClientWithResponses) GetLogStreamWithResponse(ctx context.Context, params *GetLogStreamParams, reqEditors ...RequestEditorFn) (*GetLogStreamResponse, error) {
+	rsp, err := c.GetLogStream(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetLogStreamResponse(rsp)
+}
+
 // ListTasksWithResponse List every task, oldest first.
 //
 // Returns a wrapper object for the known response body format(s).
@@ -1557,6 +2158,119 @@ func ParseSetFaultsResponse(rsp *http.Response) (*SetFaultsResponse, error) {
 	return response, nil
 }
 
+// ParseListLogKeysResponse parses an HTTP response from a ListLogKeysWithResponse call
+func ParseListLogKeysResponse(rsp *http.Response) (*ListLogKeysResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListLogKeysResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest []LogKey
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetLogBlobResponse parses an HTTP response from a GetLogBlobWithResponse call
+func ParseGetLogBlobResponse(rsp *http.Response) (*GetLogBlobResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetLogBlobResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest LogBlob
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetLogStreamResponse parses an HTTP response from a GetLogStreamWithResponse call
+func ParseGetLogStreamResponse(rsp *http.Response) (*GetLogStreamResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetLogStreamResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest LogStream
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseListTasksResponse parses an HTTP response from a ListTasksWithResponse call
 func ParseListTasksResponse(rsp *http.Response) (*ListTasksResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -1710,6 +2424,15 @@ type ServerInterface interface {
 	// SetFaults Inject faults into the manager endpoints (not the admin ones).
 	// (PUT /admin/faults)
 	SetFaults(ctx echo.Context) error
+	// ListLogKeys Every log key of the mock log service, with its stream and permanent log.
+	// (GET /admin/logs)
+	ListLogKeys(ctx echo.Context, params ListLogKeysParams) error
+	// GetLogBlob The permanent log of a key, as uploaded (or snapshotted).
+	// (GET /admin/logs/blob)
+	GetLogBlob(ctx echo.Context, params GetLogBlobParams) error
+	// GetLogStream The lines of a key's live stream, as written so far.
+	// (GET /admin/logs/stream)
+	GetLogStream(ctx echo.Context, params GetLogStreamParams) error
 	// ListTasks List every task, oldest first.
 	// (GET /admin/tasks)
 	ListTasks(ctx echo.Context, params ListTasksParams) error
@@ -1769,6 +2492,81 @@ func (w *ServerInterfaceWrapper) SetFaults(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.SetFaults(ctx)
+	return err
+}
+
+// ListLogKeys converts echo context to params.
+func (w *ServerInterfaceWrapper) ListLogKeys(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListLogKeysParams
+	// ------------- Optional query parameter "accountId" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "accountId", ctx.QueryParams(), &params.AccountId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter accountId: %s", err))
+	}
+
+	// ------------- Optional query parameter "prefix" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "prefix", ctx.QueryParams(), &params.Prefix, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter prefix: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListLogKeys(ctx, params)
+	return err
+}
+
+// GetLogBlob converts echo context to params.
+func (w *ServerInterfaceWrapper) GetLogBlob(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetLogBlobParams
+	// ------------- Optional query parameter "accountId" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "accountId", ctx.QueryParams(), &params.AccountId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter accountId: %s", err))
+	}
+
+	// ------------- Required query parameter "key" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "key", ctx.QueryParams(), &params.Key, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter key: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetLogBlob(ctx, params)
+	return err
+}
+
+// GetLogStream converts echo context to params.
+func (w *ServerInterfaceWrapper) GetLogStream(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetLogStreamParams
+	// ------------- Optional query parameter "accountId" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "accountId", ctx.QueryParams(), &params.AccountId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter accountId: %s", err))
+	}
+
+	// ------------- Required query parameter "key" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "key", ctx.QueryParams(), &params.Key, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter key: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetLogStream(ctx, params)
 	return err
 }
 
@@ -1886,6 +2684,9 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.DELETE(options.BaseURL+"/admin/delegates/:id", wrapper.DeleteDelegate, options.OperationMiddlewares["DeleteDelegate"]...)
 	router.GET(options.BaseURL+"/admin/faults", wrapper.GetFaults, options.OperationMiddlewares["GetFaults"]...)
 	router.PUT(options.BaseURL+"/admin/faults", wrapper.SetFaults, options.OperationMiddlewares["SetFaults"]...)
+	router.GET(options.BaseURL+"/admin/logs", wrapper.ListLogKeys, options.OperationMiddlewares["ListLogKeys"]...)
+	router.GET(options.BaseURL+"/admin/logs/stream", wrapper.GetLogStream, options.OperationMiddlewares["GetLogStream"]...)
+	router.GET(options.BaseURL+"/admin/logs/blob", wrapper.GetLogBlob, options.OperationMiddlewares["GetLogBlob"]...)
 
 }
 
@@ -1997,6 +2798,142 @@ func (response SetFaults400JSONResponse) VisitSetFaultsResponse(w http.ResponseW
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListLogKeysRequestObject struct {
+	Params ListLogKeysParams
+}
+
+type ListLogKeysResponseObject interface {
+	VisitListLogKeysResponse(w http.ResponseWriter) error
+}
+
+type ListLogKeys200JSONResponse []LogKey
+
+func (response ListLogKeys200JSONResponse) VisitListLogKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListLogKeys400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response ListLogKeys400JSONResponse) VisitListLogKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLogBlobRequestObject struct {
+	Params GetLogBlobParams
+}
+
+type GetLogBlobResponseObject interface {
+	VisitGetLogBlobResponse(w http.ResponseWriter) error
+}
+
+type GetLogBlob200JSONResponse LogBlob
+
+func (response GetLogBlob200JSONResponse) VisitGetLogBlobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLogBlob400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response GetLogBlob400JSONResponse) VisitGetLogBlobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLogBlob404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response GetLogBlob404JSONResponse) VisitGetLogBlobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLogStreamRequestObject struct {
+	Params GetLogStreamParams
+}
+
+type GetLogStreamResponseObject interface {
+	VisitGetLogStreamResponse(w http.ResponseWriter) error
+}
+
+type GetLogStream200JSONResponse LogStream
+
+func (response GetLogStream200JSONResponse) VisitGetLogStreamResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLogStream400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response GetLogStream400JSONResponse) VisitGetLogStreamResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLogStream404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response GetLogStream404JSONResponse) VisitGetLogStreamResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2173,6 +3110,15 @@ type StrictServerInterface interface {
 	// SetFaults Inject faults into the manager endpoints (not the admin ones).
 	// (PUT /admin/faults)
 	SetFaults(ctx context.Context, request SetFaultsRequestObject) (SetFaultsResponseObject, error)
+	// ListLogKeys Every log key of the mock log service, with its stream and permanent log.
+	// (GET /admin/logs)
+	ListLogKeys(ctx context.Context, request ListLogKeysRequestObject) (ListLogKeysResponseObject, error)
+	// GetLogBlob The permanent log of a key, as uploaded (or snapshotted).
+	// (GET /admin/logs/blob)
+	GetLogBlob(ctx context.Context, request GetLogBlobRequestObject) (GetLogBlobResponseObject, error)
+	// GetLogStream The lines of a key's live stream, as written so far.
+	// (GET /admin/logs/stream)
+	GetLogStream(ctx context.Context, request GetLogStreamRequestObject) (GetLogStreamResponseObject, error)
 	// ListTasks List every task, oldest first.
 	// (GET /admin/tasks)
 	ListTasks(ctx context.Context, request ListTasksRequestObject) (ListTasksResponseObject, error)
@@ -2316,6 +3262,81 @@ func (sh *strictHandler) SetFaults(ctx echo.Context) error {
 	return nil
 }
 
+// ListLogKeys operation middleware
+func (sh *strictHandler) ListLogKeys(ctx echo.Context, params ListLogKeysParams) error {
+	var request ListLogKeysRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListLogKeys(ctx.Request().Context(), request.(ListLogKeysRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListLogKeys")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListLogKeysResponseObject); ok {
+		return validResponse.VisitListLogKeysResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetLogBlob operation middleware
+func (sh *strictHandler) GetLogBlob(ctx echo.Context, params GetLogBlobParams) error {
+	var request GetLogBlobRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetLogBlob(ctx.Request().Context(), request.(GetLogBlobRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetLogBlob")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetLogBlobResponseObject); ok {
+		return validResponse.VisitGetLogBlobResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetLogStream operation middleware
+func (sh *strictHandler) GetLogStream(ctx echo.Context, params GetLogStreamParams) error {
+	var request GetLogStreamRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetLogStream(ctx.Request().Context(), request.(GetLogStreamRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetLogStream")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetLogStreamResponseObject); ok {
+		return validResponse.VisitGetLogStreamResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // ListTasks operation middleware
 func (sh *strictHandler) ListTasks(ctx echo.Context, params ListTasksParams) error {
 	var request ListTasksRequestObject
@@ -2442,43 +3463,57 @@ func (sh *strictHandler) AbortTask(ctx echo.Context, id TaskId) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"xFlfb9s4Ev8qA94BTQDVdttcgU2e3I27m0OaFElw97BZ7NLi2OJGIlWSitco8t0PQ1KyZMmJc01332xp",
-	"OJw/v/mrryzVRakVKmfZ8VdWcsMLdGj8vxtu784E/ZKKHbOSu4wlTPEC2TGTgiXM4JdKGhTs2JkKE2bT",
-	"DAtOJ9y6JCrrjFRL9vDwQMS21Mqi5/2Biyv8UqF19C/VyqHyP3lZ5jLlTmo1/sNqRc82bP9pcMGO2T/G",
-	"G7nH4a0dz4zRJlwl0KZGlsSEHbObDMGEy0BotKC0g4K7NAOXSQvTz2cj9pCwC+0+6kqJ7y/RhQZb0fXc",
-	"3oE2IDDHJXc4YkQbjxP3aeoNPHUOi9JL02V0qRB4oIGU5zkstAGXoec8YgkrjS7ROBmszj2LhTYF/WKC",
-	"O3ztZIEs2XYYSRxkCgjoW7R+Dy7jDri9Q9G7vcd0abhyOMTRVAirDFVzHlbcQsaVQAG6ciew4Llt0Xh1",
-	"iYYru0KDAo4mP7QunWudI1csQK/G6S9tvTbyJGSaX5uzev4Hpo4E/tEgdygoFHyAdMwpxRDUu9dJMcj3",
-	"NErRZ5rykqfSrYetXr/1JmhcYHAprSMjJCAXwNW6ZQipHC7R9H3a806mrbvw4T3wMufW/YzcuDk+AiNV",
-	"5Tmf51hnhB4btYu/ddxV3gKoqoJMN7uYfjifnbKE/Xd6dnN28dNvHy+vfpt+/nx1+Z/pOUvY6dl1TXE6",
-	"O5/dzE5btm5xrspSm+jFm3UZneewsIOSxAfcGL72//nyWSceA5xXP7IclKwxxBBqQkLpQaZAa/kSnwZj",
-	"TTjE+yOv8lAFuqgLz0EqIkQBUjkNeI9mDQVXfIkGUIlSS+V8TPazDpLUVxHsfUjbjBsEvfCnW+G8ki6D",
-	"f03eEcOC/ykLQsWbhBVShd+TRgtVFfOA8Jw7VOn604AiM55mddaQzgIHw5XQBRB0oSrB6VAPCq7WUMg8",
-	"lxZTrYSFhTTWdeR4P5lMJoOytMLNoEW3t+KrTFuEVCuFKVGBtOA5eEvoygFX0TrPMMnDgKsvcDWc0AR3",
-	"fFhWysivLBBBQvkF/n19eUFi/Pl6qV/HG6g6jq746lOEGZmgUgrNVSz9fd5Te9dUjaAb6JDfw0kI0bCB",
-	"mFTWIRdkNqKi0ErXoBUOpf5N7G6XzXzdZE8LKTdmLdUywlorjOwtKb60EPy08LBs17dn5BBZoK4GKvh1",
-	"hFhT9gq+Jt1PYAIFckXdCuSykB5/Tc6Vyr0/Yk8BMDzZ5U+g1yegu8bw5TwmJpBup+6FVOeoli7zCHw8",
-	"7/i3Q0nnClNtBIrdAPEdTgAG3xQ8i8o90eukWgwXmt0grztUD3Pg1oMcDgQSLwELowuYc4vvj5q7I0pr",
-	"eNrDPWJi787qQJt4wWF0C6kdkNBTqxbhqaa0NvWspqezdV3pC+NfhYu7gdmonEC0RYxFMt4rGw5GrQcF",
-	"NpiivEcx3bsp3UJVo3ESnN1hOYy2LdVbzUYQntUZiyXs/u1gN0GZ89pxh3WnVHP4UmEVWsk0ypgwoRXJ",
-	"xee+yj/KL/Q+W/16p/0fqmk+Ye2cABLQuaCxpylgTcZ6DCJbU8dAOqtV/LDeaziI1C25el3qxiCe2kri",
-	"NqDxz3oVCjRBxO6aFmDeWGUEn7Txgiif2UNSlQ5WhOk5T+9C4cdb5T0IfOHQAHUIjRbEPNfWjW7VYF+d",
-	"arXIZeoek7ftJAvU4nQmF5hjyitLD7XLcDMTQob5xnIUayQ7t7dqIZW0GYoRdEye6VxQMePhwBKdV5cv",
-	"uVRhfJJ+XrPx0QG1FVE434Pcqphwa7VDJ+KMRHF4EjNRplfUFMIWRBM/XGdocKetwkQ1fcYoKofHlc5C",
-	"YS9g98rNALT7HUu/q6CmBJ+6rJso/o85otM19Cr/7mr/5EAaSWs9tkKuDeekl4LaZm87s59v6WKpFrof",
-	"Ez9q5YzOQ/QWOr1rJgmPLZFLh68sOLTOEjwFrHVl7CGVngBa644BY7wSym0CK7/QWWXc3argw80skYDP",
-	"wDWpwULfY6vnoSvCgAOLetwJSaE349jRrfJtAWFfxdWE0sArl6FycVEEB3NJPB3lllzrkvLMYQwJ6Wg+",
-	"Zl7NrvpcFFLB9PMZlR80NpjrzWgympCDdYmKl5Ids3ejyegdtTzcZR5KY3903KhEz5bokUMFxQtF/QY7",
-	"l9adNlRbQfR2MnnW8muvoGtWHf1BeXBV1+iQkI3DaiMoABS8Ji7JqqLgZh01am1ANucD4bZlxl+leAiY",
-	"zHFoNDtzFrJ60RF6/+5MGkeSuHIIbaHSK9DqhDxeVC15AlypznXdcOovb0yTdFavv7zExvXXnm+PnqjV",
-	"fvQ1dyhq1fxW9CicG/Jww3/crE67rvnEzV27bd/w3Thm0ewdBvH6E7q4mfhGrD4G0XjDDkCmlTF+3vBU",
-	"2/AjisXQjmQ4e5BJy2pA0euOon5b/UGL9XfRsYuih7/NstFuFDxSUeeaYsTc5GnMtT4hdD1ytmcmhwPq",
-	"VfzmweddrZDmtxY2fb14NJXeeIpe+A6sGzwvUtPvmHzl9Q05EXyp0Kw3kV6X5f1MvNVnDAT+d0jqrall",
-	"z7Tu9X8B7/p0HxY1QyMOhZe2A94Km3y/9/o+AVZv1faKsDcvdm37C8UjpqfsHibUF/DBrB6V4u5lO2Sa",
-	"GrsrpUc3bEXNkDQbknH8HvnNAN8X17uN+c2F8VLVg7DvKAKcm/WTiWOKn+Wl22Hfse9p/dIgAn5rtRr9",
-	"3bifrhKGr9QJbEY+4YdiPyRyqPsRssKUuM/uqfBFPvVmoS7noc+mUVO6EcykH1tXfN0Mq69inqPZVtO0",
-	"/ntchPwOlcrR+rlUWuC5QS7WILSKY2MXMF6UF4bM278QMmH42A7AZ6GHDvzw13wqr+HS8coWfr1HWuH/",
-	"8PC/AAAA//8=",
+	"3Frdb9tGtv9XDngvYBtgbKXNLVD7yand1reOY9je3Ye6qEecI2kqcoaZGVrRBv7fF2c+KEocynKTtMA+",
+	"JRaHZ87H73zzU1aoqlYSpTXZ8aesZppVaFG7vy7V9LQoVCPtNf1OP3E0hRa1FUpmx9ndDIH5E6AmYGcI",
+	"c1yeuP9UqphDxSSbot4zoBayPbqYoYQSJxZUYw+zPBNE7EODepnlmWQVZsdZOHzBszwzxQwrRvfbZU0P",
+	"jdVCTrOnp5yY/AWXWxgs1ZS4yoEZx5hupEQNBqUFYWF/IexMNdY9C5ceDDE1R/pD44dGaOTZsdUNdtmr",
+	"hLxEObWz7Ph1nmD2jpn5BaeTjnrN7GxFXPCttDepPdFhUytp0FnrLeM3+KFBY+mvQkmL0v2X1XUpCkYq",
+	"OfrDkF4+dcj+r8ZJdpz9z9EKCUf+qTk611ppf1Vfr9pfBlyhAaksVMwWM7AzYeD0+uIwe8qzK2V/VI3k",
+	"X5+jKwWmoeuZmefAscQpswhKk/0PnfIDDbritHBaPrUWq9r2cfNeEhbcGShYWcJEaQcQIk/gqLWqUVvh",
+	"Vc8ciYnSFf0v48ziKysqzHoYILY9ax4GfbW2rNsZs8DMHHnv9h7RqWbSYoqibtD7W3wfFszAjEmOnNzv",
+	"BCasNJ0zTlw6w6RZoEYOb0bfdy4dK1Uik5nHXwTrr125VvzkpJrf2nfV+A8sLDH8g0ZmkZM/uLizpk7B",
+	"067evU7wJN2zwEWfaMFqVgi7TGs9PnUqaE2gcSqMJSXkICbA5LKjCCEtTlH3bdqzzkwZe+V8PPGwZMb+",
+	"jEzbMW6BkWzKko1LjGGhR0YO0TeW2cZpAGVTkerOr07fXp6fZXn2r9OLu4urn37/8f3N76fX1zfv/3l6",
+	"meXZ2cVtPHF2fnl+d37W0XWHclPXSgcr3i3rYDyLlUlyEn5gWrOl+5tNX/TGNsA58QPJJGetIlKo8VGl",
+	"B5kKjWFTfB6M8WCK9o+sKX1yXUed/x2EpIPIQUirAB9RL2PWBJS8VkJa55P9qIPE9U0Aex/SZsY0Ulqm",
+	"tzvuTPkO/m/0LRGs2EdRESpe55S7/P9HrRSyqcYe4SWzKIvlu4Qg56yYxaghrAEGmkmuKiDoQlODVT4p",
+	"VEwuoRJlKQwWSnIDE6GNXePju9FoNEry0nE3jQbtzoIvZsogFEpKLOgUCAOOAsTMz2TQzgtU8pQw9aWa",
+	"vi3VuA+kVS2TQjkVFcnIIOSGS23LjJdqeikkphytqUvFuE8PuyWpR8F2uI+EvVWNLrDnEd3qzRdNRLLD",
+	"ShTvt2E9BtI9G/+sFi5M16grRky5Eo9pLR6RH8ODQf0oCnyA/ev3t3dwNC7V+CCHh1LIOf34jzuCJAMj",
+	"phI50M8HoPS9fDCS1Wam7APsF6oWlHk1AZlAZTWyCsZLYFCUhCjnR/GNg8N7meVtiA0seCnnFHzCuWQg",
+	"jfI2VcX0sg+f8dKiGcC6+DfG0jvqFq7O/v/2/VU6VbWg6j/6bKN7E/sb8sD1gH1/wUQiPo21OjDJYUH1",
+	"T9tJ0JOgVZipkoKH0iBsohjb6mzj4KC7SBnsscVFPSp2oHfrDrYUn/GWAaU5/07WqqQd0vtAk5NQkva5",
+	"l3EuiA4rr9ee9+uLdAGy4q/ERyyTr6rGpsFr8aPNofI1LpncalFVyMnLOkIwQ30alaQkTrL+rdWAf4xe",
+	"jZnxTo7gY3eX9JQ9YtBP3x9ccNwxZG4YlPjxggcyAxa9bfHzEgy7+POCaP7VE4yqUXZuaFsE/2R3Vp9N",
+	"Iu6iluozOWTd53o6bqXvZxdXqbjnhDwXbtIQiYJvlnbUUSlZYBdr+0oDg1rjRHz0KeTA/8PXETjUYAXZ",
+	"h0W+wkW6n+LMsgEPZGa+Z4AO5NTeQEwcH19N1atwA3Xohzds8S5UucSXE+kmjB8SkdzM26bVl1ag5Fpg",
+	"csX4qsIV0lhkPKYyquyLJSiJKcWsWofNSFgu2+bNQMG0Xgo5DVW1kjFTGhJ8asCXiRNXFXfb6xe0MKLC",
+	"ZHi7DRVu23VXbEmyn8AIKmTSgFRQispbvvUNIe13b7Ln6l//y5A9gR6fgFpXhpsmhL6IQD0k+3MTrC4i",
+	"3dMUEm+wUJojHwaIG7B4YLBVv+3S1fZRS6F4us8dBnmckjmYUzYhkMM+R6IVSjzKEt+9ae8OKI3wNAc7",
+	"+MTOgx0KBP6Cg2CWVZbuiRVZeC46R1Wfx/P0bmxr+8y4R/7idcdsRc4h6CL4Iilvz/gXg9RJhjUWSIX4",
+	"qf2TUb+VOPfGXiOZRtuG6J1Zh2c+ixGL+pBvkjU4Rc5byyzGQU2k8KHBxk+yisBjnnEliS82dkOGrfT8",
+	"6GUzu3enj6mW2gWswQFkDqrkaOyqf94pgW8MPRPhLIr4drnTbDKc7vDVG5KtFOJOG1dsbsu6BBEzNKx0",
+	"7Ze/9RDeKe0YkS6y+6BKdSJhesyKuZ874L10FgQ2sUgNg1lJQcRLZazv3fpxtlByUorCbuO3ayQDC9S4",
+	"NjiFMRasMfSjsjPUq8tnWK40B66XIYbu5URIYWbID2FN5VSFUDJj/oUpWicumzIh/fRWuHGxCT/tM9ky",
+	"50Yg9zIE3Ci2H4RYLZAfnIRINFMLA6J9M0I0dwP+GWoc1JUf6J6+YBIu0tXt2lJjJ2D30k0C2v2KpV9V",
+	"UFGCz122Hij+xBhzrWroZf7hbP/sPDwcjXJsuFwXznkvBHXV3jVmP97SxUJOVN8nflDSalWa3vrPY4uX",
+	"wuKeAYvGGoInh6VqtDmg1ONBa+wxYPBXQrnJYeGWSosZs/fS23A1yszBReB4VGOlHlceY/IwXIVJHLX6",
+	"iNCbrxJFfi81FaBu6hAvcvkxvrQxhTj0ZQT5igybFKmANXaG0oblFuyPhaTynoiUStUUl8KoyApL3XTm",
+	"1LKuLsYrIeH0+oLSFWrj1fv6cHQ4ik0Hq0V2nH17ODr8lkokZmcOekfu1aNWBfTbFB3SKAE5pqg+yS6F",
+	"sWftqQ2n+2Y0etHCbicnbTcz/bl+cr24ZsawifECADm7Dju92N05iToLm9X7/uCmZo4+Cf7kMVxiapJ8",
+	"YQ3M4l7G9wrrI/TQwoQNiS8jpVqAkidk8arp8OPhfehb144ZztzlrWrytQX8r19iS/xbz7ZvnsntblKv",
+	"58ijaG6T+8a/l7JwS/+oXfeum+Yd0/Numb+iuzLMpF2TJPH6E9qwSPlMrG6DaLhhAJBFo7XrT9ypTfjR",
+	"iUlqpZMMOE6ldZMQ9HZNULdhf6v48qvIuI6ip79Ns0Fv5DxCUqVbYMDc6HnMdT57WLfIxa7Bf59qGzep",
+	"cHFXSaR+r4PNUk23R1I/0DZ9/03MJ+a4NH4OIUz83uQzv4EZvscXdZZpv+xylw5d5idT2cuCyVdIFGE7",
+	"sGOaIDFzMK4R8+2B/8aIkvIcl18AR74Zi5uJMKDarAZyr19qL8KmiBhY21D1IHUUdxFDES/uE3uwSkmy",
+	"OnK0+d0WIeT5V9qvqD7bzDvsVobMuamxP2G8z8tVPSbI4qz9gKzdse0r3S7/LPJ+wDha7YaCfTeXXWH4",
+	"G/AyR6yNA5AfPFOzBY20oozf1e212BIG/Ajc1xWEf+oL0VgoGBVLjN9LV8kyMBbr8B6dd12wX2hiTUEQ",
+	"ua9HU+gL64n/MvwFqQYQ6FX1d0HP2z5Cbo/A8Bh5cgBcaGEtSrL4hOk11Lk2aGueunMndslSjhZlY5em",
+	"XEM5lDdit7mb/jfa578mpXSGcTumFSf/F0gerivx+4fU5M6vLhPW8t/HuXXO16kD47Jop0Lw9Re7tvvd",
+	"3xbVU4Tzg9cvkcDjBDCsFDZdpm0Fh/JwMMPLgmD41PerBrMuroeV+dn923sZ57uuyPFwbrcqOkzf2g8y",
+	"kvo9cqMaNwsPgN9Mh97erfnpKq7ZQp7AapLJ3azXzT4ZxLaZtHBK1M8fKWcHOnFgHrtOPz4Scko8wrlw",
+	"09gFW7Yz2L0Q52CMharQwEOY7z9AI0s0btxKNXtJ+XUJXElMpU7HyheGzDd/IWT8TG3TAV+EHnrh+7/m",
+	"K/QIlzWrbODXWaTj/k9P/wkAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
