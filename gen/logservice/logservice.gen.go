@@ -218,8 +218,8 @@ type ClientInterface interface {
 
 	// UploadBlobWithBody Store the permanent log of a key through the service.
 	//
-	// The body is NDJSON: one line's JSON (the Line schema) per text line. It replaces the key's
-	// permanent log.
+	// The body is NDJSON: one line's JSON (the Line schema) per text line, sent as
+	// `application/x-ndjson`. It replaces the key's permanent log.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -288,8 +288,8 @@ type ClientInterface interface {
 
 // UploadBlobWithBody Store the permanent log of a key through the service.
 //
-// The body is NDJSON: one line's JSON (the Line schema) per text line. It replaces the key's
-// permanent log.
+// The body is NDJSON: one line's JSON (the Line schema) per text line, sent as
+// `application/x-ndjson`. It replaces the key's permanent log.
 //
 // Takes any type of body and a specified content type.
 //
@@ -944,8 +944,8 @@ type ClientWithResponsesInterface interface {
 
 	// UploadBlobWithBodyWithResponse Store the permanent log of a key through the service.
 	//
-	// The body is NDJSON: one line's JSON (the Line schema) per text line. It replaces the key's
-	// permanent log.
+	// The body is NDJSON: one line's JSON (the Line schema) per text line, sent as
+	// `application/x-ndjson`. It replaces the key's permanent log.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -1323,8 +1323,8 @@ func (r WriteStreamResponse) ContentType() string {
 
 // UploadBlobWithBodyWithResponse Store the permanent log of a key through the service.
 //
-// The body is NDJSON: one line's JSON (the Line schema) per text line. It replaces the key's
-// permanent log.
+// The body is NDJSON: one line's JSON (the Line schema) per text line, sent as
+// `application/x-ndjson`. It replaces the key's permanent log.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -2020,8 +2020,9 @@ func (response UploadLink400JSONResponse) VisitUploadLinkResponse(w http.Respons
 }
 
 type StorageUploadRequestObject struct {
-	Params StorageUploadParams
-	Body   io.Reader
+	Params      StorageUploadParams
+	ContentType string
+	Body        io.Reader
 }
 
 type StorageUploadResponseObject interface {
@@ -2322,6 +2323,7 @@ func (sh *strictHandler) StorageUpload(ctx echo.Context, params StorageUploadPar
 	var request StorageUploadRequestObject
 
 	request.Params = params
+	request.ContentType = ctx.Request().Header.Get("Content-Type")
 
 	request.Body = ctx.Request().Body
 
@@ -2472,49 +2474,50 @@ func (sh *strictHandler) WriteStream(ctx echo.Context, params WriteStreamParams)
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"3Fltb9tG8v8qA/7/QGyAemidFjj5lZu219y1SS520ANMo1yRI3JrcpfZXVoWDH/3w8wuKUqi7BRJr8C9",
-	"siQuZ+fhN7958EOU6brRCpWz0eIhaoQRNTo0/O0iy3Sr3Ovv6UuONjOycVKraBFdlQjCPwZXItziBpZY",
-	"aVVYcHoaxZGkYx9bNJsojpSoMVpEohcYRwY/ttJgHi2caTGObFZiLeimWqqfURWujBZfxZHbNPSqdUaq",
-	"Inp8jKN/4mZcoUoXrMiJNjGspSuhMbiS9zEI/t1/Oz2m3S1uPkOvR3rVNlpZZOd9J/L3+LFF6+hbppVD",
-	"xR9F01QyE6T37HdLyj8MLvl/g6toEf3fbBuYmX9qZz8Yo42/6tD4TFQVrIUFg6vWYn4OSMd/q20BVmws",
-	"rMvNlP0XxNFtXiIF3ugGjZNe9/5N+nIYgK2LrgdHb3qf6OXvmLnoMY5+lgoPY/VW+VhVUiEFY/dyYQr/",
-	"N88lvSCqdzvP9/TZ98WlM23mWoM5rCRWuQW9YojSbedgWqXQWLCoclBtVZEC9FcsK+xifmBHhXdYHQGd",
-	"VPjCAp+IwbZZCcKCVCvOggNldevG5Ti8dwG10llwRshKqgIUrukKaFWF1rIl3gZwRtYWpBu9p9F2/J75",
-	"ZCks5qw3qLZeouFbpWLZ1hkUNYmspZJ1W0eLeS9eKocFGpLvZD0S2V9LVL2zGY1rI51DFcP7H1/B2dnZ",
-	"30j0SptauGgR5cLhhEXFz+CM7PHeC3cfgdvtCJrvG2nQjmsbgzYgVg4NlHoNxGBxZ8EtWKcbC2ttbqUq",
-	"pvDaWSDdQfpAWDR3MqPw67UCQYjSLlFW10gOLUBAVklUDmyp2yqHHBvCnVbn/H6ts1tGohfHim6AzAOp",
-	"th5LVBRH95NCT4LFRBvT92L9C1orCmSEBtMPA25loTCHD+9/Bqfh3Ycrb54uAlE/R7fDKPAth54nUsGs",
-	"NdJtLolcvLMvGhmomtm2RJGj2dLt/UQ0cuJJN8gT/o3HOPpJGIXWXulbVEcl/HsSjk38uWfk/IvpvhO2",
-	"R/7PyiIjKauPONkjAV693jIMZxJYhw15m+oiQ8Q6bZBiUINUU7jo0lk3qCxo4kZ51yUiNGgSFQpbDKJp",
-	"GC2UXixQOliXssKQu9iQNBtD21RaBFitS10hlJIu3hA5hYL9wpL0WlCR8XecCFhWenkK6y6PWSRdGbPu",
-	"WaUt2iFRwA93aDa++pAr/cOuNThJ+5KfniaKRLhhoU5vcZOeng+TyfvHhpItLKRJO5+fZb0g/ooz/+st",
-	"bvz3dArMohS8Pj2dKPCFTVRa6eK3TKuVLKZ8Io3BZrrBnHw4UPicHOqMuMOKOJwfpXvQSMHj0DOHBZEo",
-	"xhL0zZOvOMKxQ/iYJHaAtId8J2OaqERddCXbe/FEQC2tJfrQBpYi90ZRE9P9PvAqnfFeBKHsmoD3cj5n",
-	"Rk9U+pBsC3QSLSCJptNpEj2mfDE5rEcAB0XagBzMAaUr0VCchSxKR56i0IgCiSCNbosSRMcuzJaDKCaq",
-	"FARU3RII3r29vIIZQWtGB2f+jpSJVkH67sNV2gWCnp+yz7o7htiQzmK1StRQZHpKnNynHTs+E0ppBwZF",
-	"FgR4zaHU1nmksMaSNbQypwSSFi7evV4kiuovHWTIM98Lg0MxL6yXwfxNfuv00yvIK+moIvCzWihRkBPR",
-	"3CHVapsoKhV0uYVW5WggnQWpW7d4flliDiUaDOfoficKSEnyJLyTgtV9KUnUnagk1VTr+aWSt15vg9ad",
-	"h0+iGtQtr0ijpXKAlcU1XegLjpOOOqKOQod2RnF0h8Z6+vtqOp/OubVpUIlGRovobDqfnlFjJ1zJpYAD",
-	"tT9gXI93u9sjs+0A8hg/e5hZ+oY7nyMt1lLnGwr5m+//cfn2zSJwLbdv9AOckIOoZQXfIp9SdnBj5ltV",
-	"eE2QaiqR4YBEE7WTQ9551H9wi/86jxbRBw7sd+QDX0/Ruu90vnliMrifqPxwOhgdOobzyv4U8vX85fFZ",
-	"SVpPtvmUwvdyPj82gPQiZ4Ophqt+W9eCimp02VW1PUbRq8DkI+nMjaugbv86YoDckMwDnvhLcRPIqcSA",
-	"Gg+iE8GNIOzS0IDCYIkrcoh0ENrP8+0zkWXYMBWoatOPz1TKaXKwtkWmneNI4j73INLzLzZosvwjcyZZ",
-	"8AXw8nd0+9VDh9rzFIpGqtERFO2SKmPo2OhF3PnCDpWxUIq7UBOoAIQORRZK0GgJmb7ztabvHOI+jqHJ",
-	"SZRv52NiaOFNpEGCWrxqw+ihOtO9wT+2yslqgJkpvEHMLSjte4AxRFx6Oz0wmHN3MuVPW8M8/Ak7lPip",
-	"eXJvGoupqfqg5D1YzLTK7bG1Tjf+PaVWP5BK5b59GR0OvIeqEXBKvIeffrl4Nbn86eLrb77tNg09JLrg",
-	"hsFuW8cD4qgVuMXNMc17vH2GS2/+hwoOvXL239mmdd2hB08OIVu3DJBrpLx0UAuXldOdGThaXN8Muc7n",
-	"Jog9Uts20XxbAM9+Tzmkt2Hn19McjWHe5RW6kZ3Mq0pbv4sIIyV3yNJrTz1b91kovzKcwq/SlZBaJRpb",
-	"apf2C5Gd0Q9KXeU2UdQb+6gemS3ZmpU01vkOq2uWc521NYWEPVBLxzS/pJHhm3g+nyfKX7niYYC6et1s",
-	"Tjvt/DI3jf30QzaIsOD1KcdjKZsX1F2X2mIoIsJQ+Q3LNnqXB9t8jF/JfXjpvXzArvurR93PCXT+RTeo",
-	"B7/seiR0CFkIj9/jjdJAiEMUHybmUusKhRolKIPCdUP0jm/Y2OCh4BxPTcd18G8/rcHNp1KBv9PyVBUc",
-	"//kNBccpAHW7PukaB54o9SoYTU7xFnd+GWZZSKmbxzgqcKRluKRhzkwsBRLvSD8/SvBnHhko6jGkuXBi",
-	"AX5R4cqdWSMsLeKQF2P5lShOsDAk8ySrcM03UZvIsA3bVT+N+vmftzXDBQ77oYc4nPhlp1CJ8gqnqFfp",
-	"KfmnfyksLQviOLEWmylcsM84YZTeSasCndea5QQnCEfNbYZjCXUlZNXn0zMtLM1eMxY52RLdk9XpEG1e",
-	"o26v/dk4+1FXlV4fBdoRIP1l88vbBtUo+3MMRWVQ5B0jEqjEyqAt/T8iiImp6jEypweBJNHHAvlk5nfX",
-	"f4FokA5/OBZ+Dtg15lcjHQ6s+ZSW6bDfkA5r+wnTFa/suwWzMWLzaa3V/NCrb/TAao4tz5LewecDYlkj",
-	"dS1GN02g2+Od2va83zd/EX6+YFHbzfUfCtped/Ww9/+B6xvKk5Fdv3/Q/SPi+obyhHdxIQ9bU0WLqHSu",
-	"sYvZTDTNtPRCplLPCuFwLTazSheTbvFFAoJ2464bN6ir5N6e8WFifOIdvM3D7fi7YXD2o+v+EnLQTJ5z",
-	"o9cI47p2c7gPHNy102k+3jz+JwAA//8=",
+	"xFltb9tGEv4rA94BsQvqpXVa4ORPbtpec9cmuThBDwiNckWOyK3JXXZ3aZkI/N8PM7ukKIlyUiS9frIl",
+	"Lmdm5+WZZ0bvo0zXjVaonI1W76NGGFGjQ8OfrrJMt8o9/44+5GgzIxsntYpW0ZsSQfjH4EqEW+xgjZVW",
+	"hQWn51EcSTr2e4umi+JIiRqjVSQGgXFk8PdWGsyjlTMtxpHNSqwFaaql+glV4cpo9WUcua6hV60zUhXR",
+	"w0Mc/Ru7aYMqXbAhZ9rEsJWuhMbgRt7HIPh7/+n8lHW32H2CXQ/0qm20ssjO+1bkr/H3Fq2jT5lWDhX/",
+	"K5qmkpkguxe/WTL+/UjJ3w1uolX0t8UuMAv/1C6+N0Ybr+r48pmoKtgKCwY3rcX8EpCO/1rbAqzoLGzL",
+	"bs7+C+JIm5dIgTe6QeOkt314kz4cB2DnonejozeDT/T6N8xc9BBHP0mFx7F6qXysKqmQgrGvXJjC/81z",
+	"SS+I6tXe8wN7Dn1x7UybudZgDhuJVW5BbzhFSdslmFYpNBYsqhxUW1VkAP0V6wr7mB/do8I7rE4knVT4",
+	"xAKfiMG2WQnCglQbroIjY3XrpuU4vHcha6Wz4IyQlVQFKNySCmhVhdbyTfwdwBlZW5BuUk+j7bSe5Wwt",
+	"LOZsN6i2XqNhrVKxbOsMippE1lLJuq2j1XIQL5XDAg3Jd7KeiOwvJarB2ZyNWyOdQxXD6x+ewcXFxT9I",
+	"9EabWrhoFeXC4YxFxR/IM7qP917QfSLdbiey+b6RBu20tTFoA2Lj0ECpt0AIFvc3uAXrdGNhq82tVMUc",
+	"njsLZDtIHwiL5k5mFH69VSAoo7RLlNU1kkMLEJBVEpUDW+q2yiHHhvJOq0t+v9bZLWeiF8eGdkDXA6l2",
+	"HktUFEf3s0LPwo0JNuavxfZntFYUyBkarn4ccCsLhTm8ff0TOA2v3r7x19NFAOoPwe04Cqzl2PMEKpi1",
+	"RrrumsDFO/uqkQGqGW1LFDmaHdzez0QjZx50gzzh33iIox+FUWjtG32L6qSE/87CsZk/9wE5/2G474Ud",
+	"gP8HZdElqapPONlnAjx7vkMYriSwDhvyNvVFThHrtEGKQQ1SzeGqL2fdoLKgCRvlXV+I0KBJVGhsMYim",
+	"4Wyh8mKB0sG2lBWG2sWGpNkY2qbSIqTVttQVQilJcUfgFBr2E0vSa0FNxus4E7Cu9Poctn0ds0hSGbPt",
+	"WaUt2jFQwPd3aDrffciV/mFPDc7SoeWn54kiEW7cqNNb7NLzy3Exef/Y0LKFhTRpl8uLbBDEH3Hhv73F",
+	"zn9O58AoSsEbytOJAp/YRKWVLn7NtNrIYs4n0hhsphvMyYcjgy/Joc6IO6wIw/lRepAaKfg89MhhQSSK",
+	"cwkG8uQ7jnDsED4mCR0gHVK+lzFPVKKu+pbtvXgmoJbWEnxoA2uR+0sRiem/H3mVzngvglB2S4n3dLlk",
+	"RE9U+j7ZNegkWkESzefzJHpIWTE5bMgADoq0IXMwB5SuRENxFrIoHXmKQiMKJIA0ui1KED26MFqOopio",
+	"UlCi6paS4NXL6zewoNRa0MGF15Ey0CpIX719k/aBoOfn7LNexzg3pLNYbRI1FpmeEyYPZceOz4RS2oFB",
+	"kQUB3nIotXU+U9hiyRZamVMBSQtXr56vEkX9lw5yyjPeC4NjMU+sl8H4TX7r7dMbyCvpqCPws1ooUZAT",
+	"0dwh9WqbKGoVpNxCq3I0kC6C1J1bPL6sMYcSDYZzpN+JAlKSPAvvpGD10EoSdScqST3Venyp5K2326B1",
+	"l+E/UY36ljek0VI5wMrilhT6huOkI0bUQ+j4nlEc3aGxHv6+nC/nS6Y2DSrRyGgVXcyX8wsidsKV3Ao4",
+	"UIcDxrtptrs7stgNIA/xBw8zSt8w8zlBsdY67yjkL7771/XLF6uAtUzf6As4IwcRZQVPkc+pOpiY8bGY",
+	"WrUDQYAyJvH3M5VTR06JIIDBphIZTqIs+dA7l/gJv/08j1bRWw78t+Qj32/Rum913j0yOfRK96eHyaFk",
+	"PM8cTilfLZ+enqWk9WCczym8T5fLUwPKIHIxmnqYFbR1LajpRtd91ztAHL0JSD9R7kxsBU0D7yJOoBuS",
+	"eYQjf2leBfAqMWSVT7IzwUQR9mFqBHGwxg05RDoI9PRy90xkGTYMFarqhvGaWj1NFta2yLB0OpOYBx9F",
+	"evnZBlGWf2IOpRt8hnz5J7rD7qJDb3osiya61Yks2gddzqFToxlh6xM7NsZCKe5Cz6AGERiMLJSg0RMy",
+	"fed70cAs4iGOgQQlytP9mBBc+CvSoEEUsOo4e6gP9W/wl61yshrlzBxeIOYWlPYcYSojrv09fWIwJu9V",
+	"yp+2pnn/J+xY4sfmzYNpLSbS9VbJe7CYaZXbU2uffjx8zKxhYJXKffM0Oh6Ij02jxCnxHn78+erZ7PrH",
+	"q6++/qbfRAwp0Qc3DH67Ph8yjqjCLXanLB/y7RNcevNYw/li8cU+KAx+WEslTBdNrsGO/RCgsdJFDBPI",
+	"GNYeQnUQlAOJJRKotMLVwN586dWigzUmKtQjlRo7bfwuV9X+rkerQGz+uo5Ir1z8f9aBPb312Z1DgJMd",
+	"ROUaCTgc1MJl5XxviI9W727GYOzBA8QB6u6mANYWsvuQFI/xd0xdBxymOdK7vEI3sVR6VmnrlylhJmaK",
+	"L731RDr7/4XyO885/EL5lFolGltqlw4bnb3ZFUpd5TZRRO59VE8Mx3ybjTTWeYrYs/1cZ21NIWEP1NJx",
+	"H1rTzPN1vFwuE+VVbniaobFEN915b53fRqexH9/oDiJsqD0m8FzN1wvmbkttMXQ5YYgfhG0hvcuTeT7V",
+	"AMh9eO29fAT/h7tTPQw6dP5Jv2kIftn3SKAwWQiPX0RO4lSIQxQfU9W11hUKNYmgBoXrtwB7vuHLBg8F",
+	"53jsPG2Df/txC24+Fgq8TstjYXD8pzMejlNI1N3+p2c2PBLrTbg0OcXfuPfLuMpCSd08xFGBE5zmmqZR",
+	"M+NpBu/IPj8L8f888/hxJ82FEyvwmxZX7g1LYesSh7qYqq9EcYGFKZ9HcYVb1kQ8ltM2rIf9OO0XGLxu",
+	"Gm+g2A9DisOZ39YKlShvcIp6k56Tf4aXwta1IIwTW9HN4Yp9xgWj9F5ZFei81SwnOEE4Yt8ZThXUGyGr",
+	"oZ4+wLFpeFywyNkO6B6d146zzVvUL+Y/Oc9+0FWltycT7UQi/WUD1ssG1ST6cwxFZVDkPSJSUomNQVt6",
+	"SkFITF2PM3N+FEgSfSqQj1Z+r/4zRINs+MOx8IPK/mV+MdLh6DYfs0Q45hvSYW0/Yvzj3xz6Dbkxovu4",
+	"ZcPy2Ksv9OjWHFsedr2DL0fAskViLUY3TYDb00xtd94vzD8LPl+xqN3q/Q8F7YBdvT/4gePdDdXJxI8V",
+	"/kH/S8q7G6oTXiaGOmxNFa2i0rnGrhYL0TTz0guZS70ohMOt6BaVLmb95o4EBOumXTd9ob6T+/tMTzvT",
+	"I/nobZ6+p98Nk70n+Idb1BGZvGSi1wjjero5XmiOdO0xzYebh/8FAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
