@@ -10,8 +10,8 @@ import (
 	"github.com/dlite-dev/dlite/mockmanager"
 )
 
-// A CI stage's log_config points at the mock log service with the mock's URL, account and log
-// token; a test then reads what each step logged. The runner is played here by the generated log
+// A CI stage's log_config points at the mock log service (Running.LogConfig, TestServer.LogConfig,
+// or GET /admin/logs/config); a test then reads what each step logged. The runner is played here by the generated log
 // service client.
 func Example_logService() {
 	mm, err := mockmanager.New(mockmanager.Options{AccountID: "acct-1", Tokens: []string{"delegate-token"}})
@@ -23,13 +23,13 @@ func Example_logService() {
 		panic(err)
 	}
 	defer srv.Close()
-	logConfig := map[string]any{"url": srv.LogServiceURL(), "account_id": mm.AccountID(), "token": mm.LogToken()}
+	logConfig := srv.LogConfig() // marshals to {"url":…,"account_id":"acct-1","token":…}
 
 	hc := &http.Client{Transport: &http.Transport{}}
 	defer hc.CloseIdleConnections()
-	client, err := logapi.NewClientWithResponses(logConfig["url"].(string), logapi.WithHTTPClient(hc),
+	client, err := logapi.NewClientWithResponses(logConfig.Url, logapi.WithHTTPClient(hc),
 		logapi.WithRequestEditorFn(func(_ context.Context, req *http.Request) error {
-			req.Header.Set("X-Harness-Token", logConfig["token"].(string))
+			req.Header.Set("X-Harness-Token", logConfig.Token)
 			return nil
 		}))
 	if err != nil {

@@ -85,6 +85,7 @@ func (s *Server) newHandler() (*echo.Echo, error) {
 	for _, op := range admin.operations() {
 		adminMW[op] = []echo.MiddlewareFunc{admin.middleware}
 	}
+	adminMW["GetLogConfig"] = append(adminMW["GetLogConfig"], withBaseURL)
 	adminapi.RegisterHandlersWithOptions(e,
 		adminapi.NewStrictHandler(adminAPI{s}, nil),
 		adminapi.RegisterHandlersOptions{OperationMiddlewares: adminMW})

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -426,6 +427,13 @@ func TestAdminLogs(t *testing.T) {
 	missingStream, err := admin.GetLogStreamWithResponse(ctx, &adminapi.GetLogStreamParams{Key: "nope"})
 	require.NoError(t, err)
 	require.Equal(t, http.StatusNotFound, missingStream.StatusCode(), string(missingStream.Body))
+
+	cfg, err := admin.GetLogConfigWithResponse(ctx)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, cfg.StatusCode(), string(cfg.Body))
+	require.Equal(t, mm.LogConfig(), *cfg.JSON200)
+	require.JSONEq(t, fmt.Sprintf(`{"url":%q,"account_id":%q,"token":%q}`, mm.LogServiceURL(), mm.AccountID(), mm.LogToken()),
+		string(cfg.Body), "the wire's own names, to paste into a log_config")
 }
 
 func TestWaitBlob(t *testing.T) {

@@ -188,6 +188,13 @@ type LogBlobSummary struct {
 	Via LogBlobSource `json:"via"`
 }
 
+// LogConfig A stage's log_config, in the wire's own names.
+type LogConfig struct {
+	AccountId string `json:"account_id"`
+	Token     string `json:"token"`
+	Url       string `json:"url"`
+}
+
 // LogKey A log key and what the mock log service holds for it.
 type LogKey struct {
 	AccountId string            `json:"accountId"`
@@ -463,6 +470,14 @@ type ClientInterface interface {
 	// Corresponds with GET /admin/logs/blob (the `GetLogBlob` operationId).
 	GetLogBlob(ctx context.Context, params *GetLogBlobParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetLogConfig The log_config a CI stage needs to send its logs to the mock log service.
+	//
+	// Its url is the mock log service as this request reached the server; paste the object into a
+	// stage's `setup_request.log_config`.
+	//
+	// Corresponds with GET /admin/logs/config (the `GetLogConfig` operationId).
+	GetLogConfig(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetLogStream The lines of a key's live stream, as written so far.
 	//
 	// A closed stream keeps its lines here until the key's stream is opened again, so a test can read
@@ -605,6 +620,24 @@ func (c *Client) ListLogKeys(ctx context.Context, params *ListLogKeysParams, req
 // Corresponds with GET /admin/logs/blob (the `GetLogBlob` operationId).
 func (c *Client) GetLogBlob(ctx context.Context, params *GetLogBlobParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetLogBlobRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetLogConfig The log_config a CI stage needs to send its logs to the mock log service.
+//
+// Its url is the mock log service as this request reached the server; paste the object into a
+// stage's `setup_request.log_config`.
+//
+// Corresponds with GET /admin/logs/config (the `GetLogConfig` operationId).
+func (c *Client) GetLogConfig(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetLogConfigRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -971,6 +1004,33 @@ func NewGetLogBlobRequest(server string, params *GetLogBlobParams) (*http.Reques
 	return req, nil
 }
 
+// NewGetLogConfigRequest constructs an http.Request for the GetLogConfig method
+func NewGetLogConfigRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/logs/config")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewGetLogStreamRequest constructs an http.Request for the GetLogStream method
 func NewGetLogStreamRequest(server string, params *GetLogStreamParams) (*http.Request, error) {
 	var err error
@@ -1290,6 +1350,16 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /admin/logs/blob (the `GetLogBlob` operationId).
 	GetLogBlobWithResponse(ctx context.Context, params *GetLogBlobParams, reqEditors ...RequestEditorFn) (*GetLogBlobResponse, error)
 
+	// GetLogConfigWithResponse The log_config a CI stage needs to send its logs to the mock log service.
+	//
+	// Its url is the mock log service as this request reached the server; paste the object into a
+	// stage's `setup_request.log_config`.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /admin/logs/config (the `GetLogConfig` operationId).
+	GetLogConfigWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetLogConfigResponse, error)
+
 	// GetLogStreamWithResponse The lines of a key's live stream, as written so far.
 	//
 	// A closed stream keeps its lines here until the key's stream is opened again, so a test can read
@@ -1607,6 +1677,47 @@ func (r GetLogBlobResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetLogBlobResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetLogConfigResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *LogConfig
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetLogConfigResponse) GetJSON200() *LogConfig {
+	return r.JSON200
+}
+
+// GetBody returns the raw response body bytes
+func (r GetLogConfigResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetLogConfigResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetLogConfigResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetLogConfigResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -1960,6 +2071,22 @@ func (c *ClientWithResponses) GetLogBlobWithResponse(ctx context.Context, params
 	return ParseGetLogBlobResponse(rsp)
 }
 
+// GetLogConfigWithResponse The log_config a CI stage needs to send its logs to the mock log service.
+//
+// Its url is the mock log service as this request reached the server; paste the object into a
+// stage's `setup_request.log_config`.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /admin/logs/config (the `GetLogConfig` operationId).
+func (c *ClientWithResponses) GetLogConfigWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetLogConfigResponse, error) {
+	rsp, err := c.GetLogConfig(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetLogConfigResponse(rsp)
+}
+
 // GetLogStreamWithResponse The lines of a key's live stream, as written so far.
 //
 // A closed stream keeps its lines here until the key's stream is opened again, so a test can read
@@ -2231,6 +2358,32 @@ func ParseGetLogBlobResponse(rsp *http.Response) (*GetLogBlobResponse, error) {
 	return response, nil
 }
 
+// ParseGetLogConfigResponse parses an HTTP response from a GetLogConfigWithResponse call
+func ParseGetLogConfigResponse(rsp *http.Response) (*GetLogConfigResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetLogConfigResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest LogConfig
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseGetLogStreamResponse parses an HTTP response from a GetLogStreamWithResponse call
 func ParseGetLogStreamResponse(rsp *http.Response) (*GetLogStreamResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -2430,6 +2583,9 @@ type ServerInterface interface {
 	// GetLogBlob The permanent log of a key, as uploaded (or snapshotted).
 	// (GET /admin/logs/blob)
 	GetLogBlob(ctx echo.Context, params GetLogBlobParams) error
+	// GetLogConfig The log_config a CI stage needs to send its logs to the mock log service.
+	// (GET /admin/logs/config)
+	GetLogConfig(ctx echo.Context) error
 	// GetLogStream The lines of a key's live stream, as written so far.
 	// (GET /admin/logs/stream)
 	GetLogStream(ctx echo.Context, params GetLogStreamParams) error
@@ -2542,6 +2698,15 @@ func (w *ServerInterfaceWrapper) GetLogBlob(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.GetLogBlob(ctx, params)
+	return err
+}
+
+// GetLogConfig converts echo context to params.
+func (w *ServerInterfaceWrapper) GetLogConfig(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetLogConfig(ctx)
 	return err
 }
 
@@ -2685,6 +2850,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/admin/faults", wrapper.GetFaults, options.OperationMiddlewares["GetFaults"]...)
 	router.PUT(options.BaseURL+"/admin/faults", wrapper.SetFaults, options.OperationMiddlewares["SetFaults"]...)
 	router.GET(options.BaseURL+"/admin/logs", wrapper.ListLogKeys, options.OperationMiddlewares["ListLogKeys"]...)
+	router.GET(options.BaseURL+"/admin/logs/config", wrapper.GetLogConfig, options.OperationMiddlewares["GetLogConfig"]...)
 	router.GET(options.BaseURL+"/admin/logs/stream", wrapper.GetLogStream, options.OperationMiddlewares["GetLogStream"]...)
 	router.GET(options.BaseURL+"/admin/logs/blob", wrapper.GetLogBlob, options.OperationMiddlewares["GetLogBlob"]...)
 
@@ -2884,6 +3050,27 @@ func (response GetLogBlob404JSONResponse) VisitGetLogBlobResponse(w http.Respons
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLogConfigRequestObject struct {
+}
+
+type GetLogConfigResponseObject interface {
+	VisitGetLogConfigResponse(w http.ResponseWriter) error
+}
+
+type GetLogConfig200JSONResponse LogConfig
+
+func (response GetLogConfig200JSONResponse) VisitGetLogConfigResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3116,6 +3303,9 @@ type StrictServerInterface interface {
 	// GetLogBlob The permanent log of a key, as uploaded (or snapshotted).
 	// (GET /admin/logs/blob)
 	GetLogBlob(ctx context.Context, request GetLogBlobRequestObject) (GetLogBlobResponseObject, error)
+	// GetLogConfig The log_config a CI stage needs to send its logs to the mock log service.
+	// (GET /admin/logs/config)
+	GetLogConfig(ctx context.Context, request GetLogConfigRequestObject) (GetLogConfigResponseObject, error)
 	// GetLogStream The lines of a key's live stream, as written so far.
 	// (GET /admin/logs/stream)
 	GetLogStream(ctx context.Context, request GetLogStreamRequestObject) (GetLogStreamResponseObject, error)
@@ -3312,6 +3502,29 @@ func (sh *strictHandler) GetLogBlob(ctx echo.Context, params GetLogBlobParams) e
 	return nil
 }
 
+// GetLogConfig operation middleware
+func (sh *strictHandler) GetLogConfig(ctx echo.Context) error {
+	var request GetLogConfigRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetLogConfig(ctx.Request().Context(), request.(GetLogConfigRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetLogConfig")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetLogConfigResponseObject); ok {
+		return validResponse.VisitGetLogConfigResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // GetLogStream operation middleware
 func (sh *strictHandler) GetLogStream(ctx echo.Context, params GetLogStreamParams) error {
 	var request GetLogStreamRequestObject
@@ -3463,57 +3676,60 @@ func (sh *strictHandler) AbortTask(ctx echo.Context, id TaskId) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"3Frdb9tGtv9XDngvYBtgbKXNLVD7yand1reOY9je3Ye6qEecI2kqcoaZGVrRBv7fF2c+KEocynKTtMA+",
-	"JRaHZ87H73zzU1aoqlYSpTXZ8aesZppVaFG7vy7V9LQoVCPtNf1OP3E0hRa1FUpmx9ndDIH5E6AmYGcI",
-	"c1yeuP9UqphDxSSbot4zoBayPbqYoYQSJxZUYw+zPBNE7EODepnlmWQVZsdZOHzBszwzxQwrRvfbZU0P",
-	"jdVCTrOnp5yY/AWXWxgs1ZS4yoEZx5hupEQNBqUFYWF/IexMNdY9C5ceDDE1R/pD44dGaOTZsdUNdtmr",
-	"hLxEObWz7Ph1nmD2jpn5BaeTjnrN7GxFXPCttDepPdFhUytp0FnrLeM3+KFBY+mvQkmL0v2X1XUpCkYq",
-	"OfrDkF4+dcj+r8ZJdpz9z9EKCUf+qTk611ppf1Vfr9pfBlyhAaksVMwWM7AzYeD0+uIwe8qzK2V/VI3k",
-	"X5+jKwWmoeuZmefAscQpswhKk/0PnfIDDbritHBaPrUWq9r2cfNeEhbcGShYWcJEaQcQIk/gqLWqUVvh",
-	"Vc8ciYnSFf0v48ziKysqzHoYILY9ax4GfbW2rNsZs8DMHHnv9h7RqWbSYoqibtD7W3wfFszAjEmOnNzv",
-	"BCasNJ0zTlw6w6RZoEYOb0bfdy4dK1Uik5nHXwTrr125VvzkpJrf2nfV+A8sLDH8g0ZmkZM/uLizpk7B",
-	"067evU7wJN2zwEWfaMFqVgi7TGs9PnUqaE2gcSqMJSXkICbA5LKjCCEtTlH3bdqzzkwZe+V8PPGwZMb+",
-	"jEzbMW6BkWzKko1LjGGhR0YO0TeW2cZpAGVTkerOr07fXp6fZXn2r9OLu4urn37/8f3N76fX1zfv/3l6",
-	"meXZ2cVtPHF2fnl+d37W0XWHclPXSgcr3i3rYDyLlUlyEn5gWrOl+5tNX/TGNsA58QPJJGetIlKo8VGl",
-	"B5kKjWFTfB6M8WCK9o+sKX1yXUed/x2EpIPIQUirAB9RL2PWBJS8VkJa55P9qIPE9U0Aex/SZsY0Ulqm",
-	"tzvuTPkO/m/0LRGs2EdRESpe55S7/P9HrRSyqcYe4SWzKIvlu4Qg56yYxaghrAEGmkmuKiDoQlODVT4p",
-	"VEwuoRJlKQwWSnIDE6GNXePju9FoNEry0nE3jQbtzoIvZsogFEpKLOgUCAOOAsTMz2TQzgtU8pQw9aWa",
-	"vi3VuA+kVS2TQjkVFcnIIOSGS23LjJdqeikkphytqUvFuE8PuyWpR8F2uI+EvVWNLrDnEd3qzRdNRLLD",
-	"ShTvt2E9BtI9G/+sFi5M16grRky5Eo9pLR6RH8ODQf0oCnyA/ev3t3dwNC7V+CCHh1LIOf34jzuCJAMj",
-	"phI50M8HoPS9fDCS1Wam7APsF6oWlHk1AZlAZTWyCsZLYFCUhCjnR/GNg8N7meVtiA0seCnnFHzCuWQg",
-	"jfI2VcX0sg+f8dKiGcC6+DfG0jvqFq7O/v/2/VU6VbWg6j/6bKN7E/sb8sD1gH1/wUQiPo21OjDJYUH1",
-	"T9tJ0JOgVZipkoKH0iBsohjb6mzj4KC7SBnsscVFPSp2oHfrDrYUn/GWAaU5/07WqqQd0vtAk5NQkva5",
-	"l3EuiA4rr9ee9+uLdAGy4q/ERyyTr6rGpsFr8aPNofI1LpncalFVyMnLOkIwQ30alaQkTrL+rdWAf4xe",
-	"jZnxTo7gY3eX9JQ9YtBP3x9ccNwxZG4YlPjxggcyAxa9bfHzEgy7+POCaP7VE4yqUXZuaFsE/2R3Vp9N",
-	"Iu6iluozOWTd53o6bqXvZxdXqbjnhDwXbtIQiYJvlnbUUSlZYBdr+0oDg1rjRHz0KeTA/8PXETjUYAXZ",
-	"h0W+wkW6n+LMsgEPZGa+Z4AO5NTeQEwcH19N1atwA3Xohzds8S5UucSXE+kmjB8SkdzM26bVl1ag5Fpg",
-	"csX4qsIV0lhkPKYyquyLJSiJKcWsWofNSFgu2+bNQMG0Xgo5DVW1kjFTGhJ8asCXiRNXFXfb6xe0MKLC",
-	"ZHi7DRVu23VXbEmyn8AIKmTSgFRQispbvvUNIe13b7Ln6l//y5A9gR6fgFpXhpsmhL6IQD0k+3MTrC4i",
-	"3dMUEm+wUJojHwaIG7B4YLBVv+3S1fZRS6F4us8dBnmckjmYUzYhkMM+R6IVSjzKEt+9ae8OKI3wNAc7",
-	"+MTOgx0KBP6Cg2CWVZbuiRVZeC46R1Wfx/P0bmxr+8y4R/7idcdsRc4h6CL4Iilvz/gXg9RJhjUWSIX4",
-	"qf2TUb+VOPfGXiOZRtuG6J1Zh2c+ixGL+pBvkjU4Rc5byyzGQU2k8KHBxk+yisBjnnEliS82dkOGrfT8",
-	"6GUzu3enj6mW2gWswQFkDqrkaOyqf94pgW8MPRPhLIr4drnTbDKc7vDVG5KtFOJOG1dsbsu6BBEzNKx0",
-	"7Ze/9RDeKe0YkS6y+6BKdSJhesyKuZ874L10FgQ2sUgNg1lJQcRLZazv3fpxtlByUorCbuO3ayQDC9S4",
-	"NjiFMRasMfSjsjPUq8tnWK40B66XIYbu5URIYWbID2FN5VSFUDJj/oUpWicumzIh/fRWuHGxCT/tM9ky",
-	"50Yg9zIE3Ci2H4RYLZAfnIRINFMLA6J9M0I0dwP+GWoc1JUf6J6+YBIu0tXt2lJjJ2D30k0C2v2KpV9V",
-	"UFGCz122Hij+xBhzrWroZf7hbP/sPDwcjXJsuFwXznkvBHXV3jVmP97SxUJOVN8nflDSalWa3vrPY4uX",
-	"wuKeAYvGGoInh6VqtDmg1ONBa+wxYPBXQrnJYeGWSosZs/fS23A1yszBReB4VGOlHlceY/IwXIVJHLX6",
-	"iNCbrxJFfi81FaBu6hAvcvkxvrQxhTj0ZQT5igybFKmANXaG0oblFuyPhaTynoiUStUUl8KoyApL3XTm",
-	"1LKuLsYrIeH0+oLSFWrj1fv6cHQ4ik0Hq0V2nH17ODr8lkokZmcOekfu1aNWBfTbFB3SKAE5pqg+yS6F",
-	"sWftqQ2n+2Y0etHCbicnbTcz/bl+cr24ZsawifECADm7Dju92N05iToLm9X7/uCmZo4+Cf7kMVxiapJ8",
-	"YQ3M4l7G9wrrI/TQwoQNiS8jpVqAkidk8arp8OPhfehb144ZztzlrWrytQX8r19iS/xbz7ZvnsntblKv",
-	"58ijaG6T+8a/l7JwS/+oXfeum+Yd0/Numb+iuzLMpF2TJPH6E9qwSPlMrG6DaLhhAJBFo7XrT9ypTfjR",
-	"iUlqpZMMOE6ldZMQ9HZNULdhf6v48qvIuI6ip79Ns0Fv5DxCUqVbYMDc6HnMdT57WLfIxa7Bf59qGzep",
-	"cHFXSaR+r4PNUk23R1I/0DZ9/03MJ+a4NH4OIUz83uQzv4EZvscXdZZpv+xylw5d5idT2cuCyVdIFGE7",
-	"sGOaIDFzMK4R8+2B/8aIkvIcl18AR74Zi5uJMKDarAZyr19qL8KmiBhY21D1IHUUdxFDES/uE3uwSkmy",
-	"OnK0+d0WIeT5V9qvqD7bzDvsVobMuamxP2G8z8tVPSbI4qz9gKzdse0r3S7/LPJ+wDha7YaCfTeXXWH4",
-	"G/AyR6yNA5AfPFOzBY20oozf1e212BIG/Ajc1xWEf+oL0VgoGBVLjN9LV8kyMBbr8B6dd12wX2hiTUEQ",
-	"ua9HU+gL64n/MvwFqQYQ6FX1d0HP2z5Cbo/A8Bh5cgBcaGEtSrL4hOk11Lk2aGueunMndslSjhZlY5em",
-	"XEM5lDdit7mb/jfa578mpXSGcTumFSf/F0gerivx+4fU5M6vLhPW8t/HuXXO16kD47Jop0Lw9Re7tvvd",
-	"3xbVU4Tzg9cvkcDjBDCsFDZdpm0Fh/JwMMPLgmD41PerBrMuroeV+dn923sZ57uuyPFwbrcqOkzf2g8y",
-	"kvo9cqMaNwsPgN9Mh97erfnpKq7ZQp7AapLJ3azXzT4ZxLaZtHBK1M8fKWcHOnFgHrtOPz4Scko8wrlw",
-	"09gFW7Yz2L0Q52CMharQwEOY7z9AI0s0btxKNXtJ+XUJXElMpU7HyheGzDd/IWT8TG3TAV+EHnrh+7/m",
-	"K/QIlzWrbODXWaTj/k9P/wkAAP//",
+	"3Fvtb9u21v9XDvQ8QBJAddytz4Aln9wm2/IsTYsm994Py9DQ0rHNWSJVkorrW+R/vzh8kSWLcpy12YD7",
+	"qbFEHZ6XH88r+yXJZFlJgcLo5ORLUjHFSjSo7K9LOZ9kmayFeU/P6VGOOlO8MlyK5CS5WSAwtwLkDMwC",
+	"YYnrU/tHKbMllEywOaoDDXIlmqWrBQoocGZA1maUpAknYp9qVOskTQQrMTlJ/OKLPEkTnS2wZLS/WVf0",
+	"UhvFxTx5eEiJyV9xvYPBQs6JqxSYtoypWghUoFEY4AYOV9wsZG3sO7/p0RBTS6QfCj/VXGGenBhVY5u9",
+	"kotLFHOzSE5ephFmb5heXuS00lKvmFlsiPN8J+1tag+0WFdSaLTWes3yD/ipRm3oVyaFQWH/ZFVV8IyR",
+	"So7/0KSXLy2y/6twlpwk/3O8QcKxe6uPz5WSym3V16tym0EuUYOQBkpmsgWYBdcweX8xSh7S5Eqan2Qt",
+	"8ufn6EqCrml7ppcp5FjgnBkEqcj+I6t8T4O2mGRWyxNjsKxMHzfvBGHBroGMFQXMpLIAIfIEjkrJCpXh",
+	"TvXMkphJVdJfSc4MvjC8xKSHAWLbseZg0Fdrw7pZMANMLzHv7d4jOldMGIxRVDW68xa+hxXTsGAix5yO",
+	"3ynMWKFba6y4tIYJvUKFObwa/9jadCplgUwkDn8BrL+15drwk5Jqfm++ldM/MDPE8BuFzGBO58H6nY46",
+	"eR4/6u3teB6le+a56BPNWMUybtZxrYe3VgWNCRTOuTakhBT4DJhYtxTBhcE5qr5Ne9ZZSG2u7BmPvCyY",
+	"Nr8gU2aKO2Ak6qJg0wKDW+iREUP0tWGmthpAUZekuvOryevL87MkTf41ubi5uPr540/vPnycvH//4d0/",
+	"J5dJmpxdXIcVZ+eX5zfnZy1dtyjXVSWVt+LNuvLGM1jqKCf+AVOKre1vNn/SF7sAZ8X3JKOcNYqIocZ5",
+	"lR5kStSazfFxMIaFMdo/sbpwwbWLOvccuKCFmAMXRgLeo1qHqAko8kpyYeyZ7HsdJK4/eLD3Ia0XTCGF",
+	"Zfq6dZwp3sH/jb8ngiX7zEtCxcuUYpf7e9xIIepy6hBeMIMiW7+NCHLOskXwGtxoYKCYyGUJBF2oKzDS",
+	"BYWSiTWUvCi4xkyKXMOMK206fPwwHo/HUV5ax02hRrO34KuF1AiZFAIzWgVcg6UAIfIz4bXzBJU8REx9",
+	"KeevCzntA2mTy8RQTklF1DNwsXWkdkXGSzm/5AJjB62uCslyFx72C1L3nO2xHwl7LWuVYe9EtLM3lzQR",
+	"yRYrQbzfh/XoSfds/ItcWTddoSoZMWVTPKYUv8f8BO40qnue4R0cvn93fQPH00JOj1K4K7hY0sN/3BAk",
+	"GWg+F5gDPT4CqW7FnRas0gtp7uAwkxWnyKsIyAQqo5CVMF0Dg6wgRNlzFL44Gt2KJG1crGfBSbkk5+PX",
+	"RR1pkLcuS6bWffhM1wb1ANb5vzGk3kG3cHX2/9fvruKhqgFV/9VXG92Z2O2Qeq4H7PtGihmf92WagDZs",
+	"jgeabPoxs6tS4C41WXGFvpQgf68jiZiD3UceP2lGLlFE39SqeNzN06K0vUegOCDkr7iOSegLEmAihxUl",
+	"eU25RG88dGAhC/KQUgE3g4IOeJSp90L7mNKDbocfctDfg961XdhQfMQlDCjNOrFoQk7aIXANVHIRJSmX",
+	"YLA850SHFe877/tJVDzL2vBX4D0W0U9lbeIn1OBnk0LpEnkyuVG8LDEnV9ISgmkqRinvJnGiSX4lB5zA",
+	"+MWUaefJEFyAapOes3v0+ukfehsB9owLWwYlfpzgnsyARa8b/DwFw9bJPiFkPXsUlVXHdzR1kHuzP6uP",
+	"Rkq7UUP1kUDZPXM9HTfS90OoTcfse0KedTdxiATBt/NXKhulyLCNtUOpgEGlcMY/uzh55P7JuwgcqiK9",
+	"7MMiX+EqXjTmzLCBE8j08kADLUiphoMQHT+/mMsXfoc/tBSjD2z11qfyxJcV6YPvsUQ8uV42lbnLH0GK",
+	"jmOyFccmjedCG2R5iNdUvmRrkAJjitnUR9uesFg3FaqGjCm15mLuSwcpQjqgSfC5BpcLz2zq3+4hPKFO",
+	"4yVG3du1T+Ob1kLJ1iT7KYyhRCY0CAkFL53lm7PBhfnhVfJYku+eDNkT6PUpyK4ybMvEF38E6iHZH2vT",
+	"tRFp38aQ+AEzqXLMhwFiu0gOGGzTVLDhanc/KZN5vJgfBnloBVqYUzQhkMNhjkTL57EUJX541eztURrg",
+	"qY/2OBN7d6/IEbgNjrxZNlG6J1Zg4THvHFR9HtbTt6F27zNjX7mNuwezETkFrwt/Fkl5B9p96KWOMqww",
+	"Q6o2JuZPev1G4tQZu0MyjrYt0VsNHcd8EjwWFVvfRQsN8pzXhhkM3ahA4VONtWvXZZ7HNMmlIL7Y1HZS",
+	"dtJz/aXt6N5uscb6BtZhDXZZU5BFjtpsmgR7BfCtzm7EnQURX6/3asD61S2+ep3AjULsam2TzV1RlyCi",
+	"hzqytsZ0u47grVSWEWE9u3OqlCcSpqcsW7rmCt4Ka0FgM4NUMOiNFES8kNq4ArXvZ6nGKnhmdvHbNpKG",
+	"FSrsdIdhihmrNT2UZoFqs/kCi43mwNYyxNCtmHHB9QLzEXRUTlkIBTPmPpijseKyOePCtai57Ylr/+iQ",
+	"iYY52+e5Fd7hBrFdt8cojvnRqfdEC7nSVFNuQTS1U4wFKhzUletaT57Q7h+oRDuTm72A3Qs3EWj3M5Z+",
+	"VkFJCT62WddR/IlebSdr6EX+4Wj/aNPfLw1ybB25NpzTngtqq71tzL6/pY25mMn+mXgjhVGy0L0Zp8NW",
+	"XnCDBxoMaqMJnjmsZa30EYUeB1ptTgD9eSWU6xRWdnK2WjBzK5wNN/3aFKwHDksVlvJ+c2J06jvIMAv9",
+	"ZOcRek1kopjfCkUJqO06hI1sfAwfbXUhRi6NoLMi/LhISGC1WaAwfoIHh1MuKL0nIoWUFfkl3w8z3FA1",
+	"nVi1dNXF8pILmLy/oHCFSjv1vhyNR+NQdLCKJyfJ96Px6HtKkZhZWOgd20+PGxXQszlapFEAskxRfpJc",
+	"cm3OmlVbh+678fhJU8m9DmkzfuoPL6Iz1I4Z/bjJCQB02JUfXIbqzkrUmkptvncLtzVz/IXnDw7DBcba",
+	"5RdGwyIMn1yt0J0T+BLGj4FcGinkCqQ4JYuXdYsfB++RK11bZjizmzeqSTu3DH77FqPw33u2ffVIbLfj",
+	"CLXEPIhmx9Wv3HcxCzf0j5uZdtc0b5lattP8Dd2NYWbNLCiK15/R+GnRV2J1F0T9DgOAzGqlbH1iV23D",
+	"j1bMYnOrqMOxKq3qiKDXHUHtNYLXMl8/i4xdFD38bZr1eqPDwwVluhl6zI0fx1zrbkfXIhf7Ov9Dym1s",
+	"p8L6XSmQ6r0WNgs53+1JXUNb989vpD+xxLV2fQiuw6War7zoM7yPS+oMU26iZzcd2sx1ppKnOZNnCBR+",
+	"OrBnmCAxU9C2EHPlgbtIRUF5ietvgCNXjIXJhG9QbWcDqdMvlRd+HEYMdMZwPUgdh1nEkMcLQ9MerGKS",
+	"bJYcb19OI4Q8/klzVeyrzbzHbGXInNsa+xPG+7pY1WOCLM6aW3LNIPFQqmbCaTDvO4zjrJnjefv284ta",
+	"FRRuo0MuO8ixFZq7S6aQZQtfbNMaVKdQMW1cj9ll587LsVsRJoV3Gk1dffQ0RpvB4Z1LQmOQ8/PH58WA",
+	"32QABaQHx2cszG6kAAZvLtxYFARirinP1mhTbjsm1YPZe89cm1Fe1FyT0Kv3x3uJWGm3jZ0TUG0MtTC8",
+	"CHc9DxpXwDW4iYVLA8ldURlPVs0Y5bYsvxW28GCgDVb+O1pvmxZuyI4VxSzMhy3np0n/Ze7CSzUAFaeq",
+	"v8tTONsHD3FAYLgPPFl/sVLcGBRk8RlTHdTZqnVnWnFjV+yTVFha7i4A17YywaEwH5oD++l/q9vx12QA",
+	"rd7pnlmAlf8bxHpbRLpxUazR6ibNEWu5O5t2+vY8aXuY7e2Vt7/8Ztu276LuUD15ONcn/xb5VmjY+gnQ",
+	"9pFpKvehtMmb4WlO0F8/f1Zn1sb1sDK/utx+J0I73uakDs7NEEz5Zmlzfyaq32PbWbOjCw/47XDo7N2Y",
+	"n7bKFVuJU9g0nnPbmretagahy0FamBD183tKsTydMN8ITQLX7eNiTjzCObfN8xVbNy3zA+/nYIqZLFHD",
+	"nR/H3EEtCtS2O04lVkHxdQ25FBgLnZaVbwyZ7/5CyLgW6PYBfBJ66IMf/5r/GRHg0rHKFn6tRVrH/+Hh",
+	"PwEAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
