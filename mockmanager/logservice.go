@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -225,7 +226,8 @@ func (l *logService) store(account, key string, via LogBlobSource, body []byte) 
 
 // schemaReason is a schema error's reason and field, without the schema dump.
 func schemaReason(err error) string {
-	if se, ok := err.(*openapi3.SchemaError); ok {
+	var se *openapi3.SchemaError
+	if errors.As(err, &se) {
 		if path := se.JSONPointer(); len(path) > 0 {
 			return fmt.Sprintf("field %s: %s", strings.Join(path, "/"), se.Reason)
 		}

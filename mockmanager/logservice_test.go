@@ -209,6 +209,7 @@ func TestLogServiceAuth(t *testing.T) {
 	}
 }
 
+// Refusals come in the service's error body, naming what is wrong.
 func TestLogServiceRefusesMalformedRequests(t *testing.T) {
 	t.Parallel()
 	mm := mockmanager.NewTest(t, mockmanager.Options{})
@@ -217,13 +218,14 @@ func TestLogServiceRefusesMalformedRequests(t *testing.T) {
 	q := func(v url.Values) string { return mm.LogServiceURL() + "/stream?" + v.Encode() }
 	tests := []struct {
 		name, method, url, contentType, body, msg string
+		status                                    int
 	}{
-		{"no key", http.MethodPost, q(url.Values{"accountID": {mm.AccountID()}}), "", "", "key"},
-		{"no account", http.MethodPost, q(url.Values{"key": {"k"}}), "", "", "accountID"},
-		{"lines not an array", http.MethodPut, q(url.Values{"accountID": {mm.AccountID()}, "key": {"k"}}), "application/json", `{"out":"x"}`, "request body"},
-		{"line without out", http.MethodPut, q(url.Values{"accountID": {mm.AccountID()}, "key": {"k"}}), "application/json", `[{"pos":0,"time":"2026-01-02T03:04:05Z"}]`, "out"},
-		{"line with a bad time", http.MethodPut, q(url.Values{"accountID": {mm.AccountID()}, "key": {"k"}}), "application/json", `[{"pos":0,"out":"x","time":"yesterday"}]`, "time"},
-		{"unknown method", http.MethodPatch, q(url.Values{"accountID": {mm.AccountID()}, "key": {"k"}}), "", "", "Method Not Allowed"},
+		{"no key", http.MethodPost, q(url.Values{"accountID": {mm.AccountID()}}), "", "", "key", http.StatusBadRequest},
+		{"no account", http.MethodPost, q(url.Values{"key": {"k"}}), "", "", "accountID", http.StatusBadRequest},
+		{"lines not an array", http.MethodPut, q(url.Values{"accountID": {mm.AccountID()}, "key": {"k"}}), "application/json", `{"out":"x"}`, "request body", http.StatusBadRequest},
+		{"line without out", http.MethodPut, q(url.Values{"accountID": {mm.AccountID()}, "key": {"k"}}), "application/json", `[{"pos":0,"time":"2026-01-02T03:04:05Z"}]`, "out", http.StatusBadRequest},
+		{"line with a bad time", http.MethodPut, q(url.Values{"accountID": {mm.AccountID()}, "key": {"k"}}), "application/json", `[{"pos":0,"out":"x","time":"yesterday"}]`, "time", http.StatusBadRequest},
+		{"unknown method", http.MethodPatch, q(url.Values{"accountID": {mm.AccountID()}, "key": {"k"}}), "", "", "Method Not Allowed", http.StatusMethodNotAllowed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -238,7 +240,7 @@ func TestLogServiceRefusesMalformedRequests(t *testing.T) {
 			require.NoError(t, err)
 			body, _ := io.ReadAll(res.Body)
 			_ = res.Body.Close()
-			require.Equal(t, http.StatusBadRequest, res.StatusCode, string(body))
+			require.Equal(t, tt.status, res.StatusCode, string(body))
 			var e logapi.Error
 			require.NoError(t, json.Unmarshal(body, &e), string(body))
 			require.Contains(t, e.ErrorMsg, tt.msg)
