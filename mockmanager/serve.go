@@ -15,6 +15,7 @@ const shutdownGrace = 5 * time.Second
 
 // Running is a Server listening on a network address.
 type Running struct {
+	s    *Server // nil when a mock Drone server listens
 	srv  *http.Server
 	ln   net.Listener
 	done chan struct{}
@@ -24,7 +25,12 @@ type Running struct {
 // Start listens on addr ("127.0.0.1:0" picks a free port) and serves the Server's Handler until
 // Shutdown or Close.
 func (s *Server) Start(addr string) (*Running, error) {
-	return startServing("mock manager", s.Handler(), s.log, addr)
+	r, err := startServing("mock manager", s.Handler(), s.log, addr)
+	if err != nil {
+		return nil, err
+	}
+	r.s = s
+	return r, nil
 }
 
 // startServing listens on addr and serves h until Shutdown or Close; name says which mock
@@ -67,6 +73,20 @@ func (r *Running) URL() string {
 		host = net.IPv4(127, 0, 0, 1)
 	}
 	return "http://" + net.JoinHostPort(host.String(), fmt.Sprint(addr.Port))
+}
+
+// LogServiceURL returns the base URL of the mock log service, such as
+// "http://127.0.0.1:41234/log-service": a stage's log_config url.
+func (r *Running) LogServiceURL() string { return r.URL() + LogServicePath }
+
+// LogConfig returns the log_config a CI stage needs to send its logs to this server's mock log
+// service.
+// It is empty for a server that is not a mock manager (a mock Drone server has no log service).
+func (r *Running) LogConfig() LogConfig {
+	if r.s == nil {
+		return LogConfig{}
+	}
+	return r.s.LogConfig(r.LogServiceURL())
 }
 
 // Done is closed when the server has stopped serving.

@@ -46,6 +46,27 @@ func (e DelegateStatus) Valid() bool {
 	}
 }
 
+// Defines values for LogBlobSource.
+const (
+	LogBlobSourceLink     LogBlobSource = "link"
+	LogBlobSourceService  LogBlobSource = "service"
+	LogBlobSourceSnapshot LogBlobSource = "snapshot"
+)
+
+// Valid indicates whether the value is a known member of the LogBlobSource enum.
+func (e LogBlobSource) Valid() bool {
+	switch e {
+	case LogBlobSourceLink:
+		return true
+	case LogBlobSourceService:
+		return true
+	case LogBlobSourceSnapshot:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ResponseEndpoint.
 const (
 	ResponseEndpointLegacy ResponseEndpoint = "legacy"
@@ -140,6 +161,80 @@ type Faults struct {
 	ResetRate *float32 `json:"resetRate,omitempty"`
 }
 
+// LogBlob defines model for LogBlob.
+type LogBlob struct {
+	AccountId string    `json:"accountId"`
+	Key       string    `json:"key"`
+	Lines     []LogLine `json:"lines"`
+	Uploaded  time.Time `json:"uploaded"`
+
+	// Via How the permanent log arrived: `service` (POST /blob), `link` (PUT to a signed link) or
+	// `snapshot` (copied from the stream by a close with snapshot).
+	Via LogBlobSource `json:"via"`
+}
+
+// LogBlobSource How the permanent log arrived: `service` (POST /blob), `link` (PUT to a signed link) or
+// `snapshot` (copied from the stream by a close with snapshot).
+type LogBlobSource string
+
+// LogBlobSummary defines model for LogBlobSummary.
+type LogBlobSummary struct {
+	// Bytes The size of the uploaded NDJSON.
+	Bytes int `json:"bytes"`
+	Lines int `json:"lines"`
+
+	// Via How the permanent log arrived: `service` (POST /blob), `link` (PUT to a signed link) or
+	// `snapshot` (copied from the stream by a close with snapshot).
+	Via LogBlobSource `json:"via"`
+}
+
+// LogConfig A stage's log_config, in the wire's own names.
+type LogConfig struct {
+	AccountId string `json:"account_id"`
+	Token     string `json:"token"`
+	Url       string `json:"url"`
+}
+
+// LogKey A log key and what the mock log service holds for it.
+type LogKey struct {
+	AccountId string            `json:"accountId"`
+	Blob      *LogBlobSummary   `json:"blob,omitempty"`
+	Key       string            `json:"key"`
+	Stream    *LogStreamSummary `json:"stream,omitempty"`
+}
+
+// LogLine One log line, as the runner sent it.
+type LogLine struct {
+	Args  *map[string]string `json:"args,omitempty"`
+	Level *string            `json:"level,omitempty"`
+
+	// Out The text, masked and trimmed by the runner as it was sent.
+	Out string `json:"out"`
+
+	// Pos The 0-based line number the runner gave it.
+	Pos  int       `json:"pos"`
+	Time time.Time `json:"time"`
+}
+
+// LogStream defines model for LogStream.
+type LogStream struct {
+	AccountId string     `json:"accountId"`
+	Closed    *time.Time `json:"closed,omitempty"`
+	Key       string     `json:"key"`
+	Lines     []LogLine  `json:"lines"`
+	Open      bool       `json:"open"`
+	Opened    time.Time  `json:"opened"`
+}
+
+// LogStreamSummary defines model for LogStreamSummary.
+type LogStreamSummary struct {
+	// Lines How many lines it holds.
+	Lines int `json:"lines"`
+
+	// Open False once the runner (or a prefix close) closed it.
+	Open bool `json:"open"`
+}
+
 // NewTask defines model for NewTask.
 type NewTask struct {
 	// Data The task's data, any JSON.
@@ -206,6 +301,12 @@ type TaskStatus struct {
 	Type           string             `json:"type"`
 }
 
+// LogAccountParam defines model for LogAccountParam.
+type LogAccountParam = string
+
+// LogKeyParam defines model for LogKeyParam.
+type LogKeyParam = string
+
 // TaskId defines model for TaskId.
 type TaskId = string
 
@@ -214,6 +315,33 @@ type BadRequest = Error
 
 // NotFound defines model for NotFound.
 type NotFound = Error
+
+// ListLogKeysParams defines parameters for ListLogKeys.
+type ListLogKeysParams struct {
+	// AccountId Only keys of this account.
+	AccountId *string `form:"accountId,omitempty" json:"accountId,omitempty"`
+
+	// Prefix Only keys that start with this.
+	Prefix *string `form:"prefix,omitempty" json:"prefix,omitempty"`
+}
+
+// GetLogBlobParams defines parameters for GetLogBlob.
+type GetLogBlobParams struct {
+	// AccountId The account of the key; the mock manager's own account when left out.
+	AccountId *LogAccountParam `form:"accountId,omitempty" json:"accountId,omitempty"`
+
+	// Key The log key, as the runner sent it (without the account).
+	Key LogKeyParam `form:"key" json:"key"`
+}
+
+// GetLogStreamParams defines parameters for GetLogStream.
+type GetLogStreamParams struct {
+	// AccountId The account of the key; the mock manager's own account when left out.
+	AccountId *LogAccountParam `form:"accountId,omitempty" json:"accountId,omitempty"`
+
+	// Key The log key, as the runner sent it (without the account).
+	Key LogKeyParam `form:"key" json:"key"`
+}
 
 // ListTasksParams defines parameters for ListTasks.
 type ListTasksParams struct {
@@ -332,6 +460,32 @@ type ClientInterface interface {
 	// Corresponds with PUT /admin/faults (the `SetFaults` operationId).
 	SetFaults(ctx context.Context, body SetFaultsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListLogKeys Every log key of the mock log service, with its stream and permanent log.
+	//
+	// Corresponds with GET /admin/logs (the `ListLogKeys` operationId).
+	ListLogKeys(ctx context.Context, params *ListLogKeysParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetLogBlob The permanent log of a key, as uploaded (or snapshotted).
+	//
+	// Corresponds with GET /admin/logs/blob (the `GetLogBlob` operationId).
+	GetLogBlob(ctx context.Context, params *GetLogBlobParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetLogConfig The log_config a CI stage needs to send its logs to the mock log service.
+	//
+	// Its url is the mock log service as this request reached the server; paste the object into a
+	// stage's `setup_request.log_config`.
+	//
+	// Corresponds with GET /admin/logs/config (the `GetLogConfig` operationId).
+	GetLogConfig(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetLogStream The lines of a key's live stream, as written so far.
+	//
+	// A closed stream keeps its lines here until the key's stream is opened again, so a test can read
+	// what a step streamed after the step ended.
+	//
+	// Corresponds with GET /admin/logs/stream (the `GetLogStream` operationId).
+	GetLogStream(ctx context.Context, params *GetLogStreamParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListTasks List every task, oldest first.
 	//
 	// Corresponds with GET /admin/tasks (the `ListTasks` operationId).
@@ -436,6 +590,72 @@ func (c *Client) SetFaultsWithBody(ctx context.Context, contentType string, body
 // Corresponds with PUT /admin/faults (the `SetFaults` operationId).
 func (c *Client) SetFaults(ctx context.Context, body SetFaultsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewSetFaultsRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListLogKeys Every log key of the mock log service, with its stream and permanent log.
+//
+// Corresponds with GET /admin/logs (the `ListLogKeys` operationId).
+func (c *Client) ListLogKeys(ctx context.Context, params *ListLogKeysParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListLogKeysRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetLogBlob The permanent log of a key, as uploaded (or snapshotted).
+//
+// Corresponds with GET /admin/logs/blob (the `GetLogBlob` operationId).
+func (c *Client) GetLogBlob(ctx context.Context, params *GetLogBlobParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetLogBlobRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetLogConfig The log_config a CI stage needs to send its logs to the mock log service.
+//
+// Its url is the mock log service as this request reached the server; paste the object into a
+// stage's `setup_request.log_config`.
+//
+// Corresponds with GET /admin/logs/config (the `GetLogConfig` operationId).
+func (c *Client) GetLogConfig(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetLogConfigRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetLogStream The lines of a key's live stream, as written so far.
+//
+// A closed stream keeps its lines here until the key's stream is opened again, so a test can read
+// what a step streamed after the step ended.
+//
+// Corresponds with GET /admin/logs/stream (the `GetLogStream` operationId).
+func (c *Client) GetLogStream(ctx context.Context, params *GetLogStreamParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetLogStreamRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -652,6 +872,223 @@ func NewSetFaultsRequestWithBody(server string, contentType string, body io.Read
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewListLogKeysRequest constructs an http.Request for the ListLogKeys method
+func NewListLogKeysRequest(server string, params *ListLogKeysParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/logs")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.AccountId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "accountId", *params.AccountId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Prefix != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "prefix", *params.Prefix, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetLogBlobRequest constructs an http.Request for the GetLogBlob method
+func NewGetLogBlobRequest(server string, params *GetLogBlobParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/logs/blob")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.AccountId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "accountId", *params.AccountId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "key", params.Key, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+			return nil, err
+		} else {
+			for _, qp := range strings.Split(queryFrag, "&") {
+				rawQueryFragments = append(rawQueryFragments, qp)
+			}
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetLogConfigRequest constructs an http.Request for the GetLogConfig method
+func NewGetLogConfigRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/logs/config")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetLogStreamRequest constructs an http.Request for the GetLogStream method
+func NewGetLogStreamRequest(server string, params *GetLogStreamParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/logs/stream")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.AccountId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "accountId", *params.AccountId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "key", params.Key, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+			return nil, err
+		} else {
+			for _, qp := range strings.Split(queryFrag, "&") {
+				rawQueryFragments = append(rawQueryFragments, qp)
+			}
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
 
 	return req, nil
 }
@@ -899,6 +1336,40 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with PUT /admin/faults (the `SetFaults` operationId).
 	SetFaultsWithResponse(ctx context.Context, body SetFaultsJSONRequestBody, reqEditors ...RequestEditorFn) (*SetFaultsResponse, error)
 
+	// ListLogKeysWithResponse Every log key of the mock log service, with its stream and permanent log.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /admin/logs (the `ListLogKeys` operationId).
+	ListLogKeysWithResponse(ctx context.Context, params *ListLogKeysParams, reqEditors ...RequestEditorFn) (*ListLogKeysResponse, error)
+
+	// GetLogBlobWithResponse The permanent log of a key, as uploaded (or snapshotted).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /admin/logs/blob (the `GetLogBlob` operationId).
+	GetLogBlobWithResponse(ctx context.Context, params *GetLogBlobParams, reqEditors ...RequestEditorFn) (*GetLogBlobResponse, error)
+
+	// GetLogConfigWithResponse The log_config a CI stage needs to send its logs to the mock log service.
+	//
+	// Its url is the mock log service as this request reached the server; paste the object into a
+	// stage's `setup_request.log_config`.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /admin/logs/config (the `GetLogConfig` operationId).
+	GetLogConfigWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetLogConfigResponse, error)
+
+	// GetLogStreamWithResponse The lines of a key's live stream, as written so far.
+	//
+	// A closed stream keeps its lines here until the key's stream is opened again, so a test can read
+	// what a step streamed after the step ended.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /admin/logs/stream (the `GetLogStream` operationId).
+	GetLogStreamWithResponse(ctx context.Context, params *GetLogStreamParams, reqEditors ...RequestEditorFn) (*GetLogStreamResponse, error)
+
 	// ListTasksWithResponse List every task, oldest first.
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -1103,6 +1574,205 @@ func (r SetFaultsResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r SetFaultsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ListLogKeysResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *[]LogKey
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListLogKeysResponse) GetJSON200() *[]LogKey {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListLogKeysResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetBody returns the raw response body bytes
+func (r ListLogKeysResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListLogKeysResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListLogKeysResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListLogKeysResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetLogBlobResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *LogBlob
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetLogBlobResponse) GetJSON200() *LogBlob {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetLogBlobResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetLogBlobResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r GetLogBlobResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetLogBlobResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetLogBlobResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetLogBlobResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetLogConfigResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *LogConfig
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetLogConfigResponse) GetJSON200() *LogConfig {
+	return r.JSON200
+}
+
+// GetBody returns the raw response body bytes
+func (r GetLogConfigResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetLogConfigResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetLogConfigResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetLogConfigResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetLogStreamResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *LogStream
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetLogStreamResponse) GetJSON200() *LogStream {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetLogStreamResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetLogStreamResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r GetLogStreamResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetLogStreamResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetLogStreamResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetLogStreamResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -1375,6 +2045,64 @@ func (c *ClientWithResponses) SetFaultsWithResponse(ctx context.Context, body Se
 	return ParseSetFaultsResponse(rsp)
 }
 
+// ListLogKeysWithResponse Every log key of the mock log service, with its stream and permanent log.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /admin/logs (the `ListLogKeys` operationId).
+func (c *ClientWithResponses) ListLogKeysWithResponse(ctx context.Context, params *ListLogKeysParams, reqEditors ...RequestEditorFn) (*ListLogKeysResponse, error) {
+	rsp, err := c.ListLogKeys(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListLogKeysResponse(rsp)
+}
+
+// GetLogBlobWithResponse The permanent log of a key, as uploaded (or snapshotted).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /admin/logs/blob (the `GetLogBlob` operationId).
+func (c *ClientWithResponses) GetLogBlobWithResponse(ctx context.Context, params *GetLogBlobParams, reqEditors ...RequestEditorFn) (*GetLogBlobResponse, error) {
+	rsp, err := c.GetLogBlob(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetLogBlobResponse(rsp)
+}
+
+// GetLogConfigWithResponse The log_config a CI stage needs to send its logs to the mock log service.
+//
+// Its url is the mock log service as this request reached the server; paste the object into a
+// stage's `setup_request.log_config`.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /admin/logs/config (the `GetLogConfig` operationId).
+func (c *ClientWithResponses) GetLogConfigWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetLogConfigResponse, error) {
+	rsp, err := c.GetLogConfig(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetLogConfigResponse(rsp)
+}
+
+// GetLogStreamWithResponse The lines of a key's live stream, as written so far.
+//
+// A closed stream keeps its lines here until the key's stream is opened again, so a test can read
+// what a step streamed after the step ended.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /admin/logs/stream (the `GetLogStream` operationId).
+func (c *ClientWithResponses) GetLogStreamWithResponse(ctx context.Context, params *GetLogStreamParams, reqEditors ...RequestEditorFn) (*GetLogStreamResponse, error) {
+	rsp, err := c.GetLogStream(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetLogStreamResponse(rsp)
+}
+
 // ListTasksWithResponse List every task, oldest first.
 //
 // Returns a wrapper object for the known response body format(s).
@@ -1557,6 +2285,145 @@ func ParseSetFaultsResponse(rsp *http.Response) (*SetFaultsResponse, error) {
 	return response, nil
 }
 
+// ParseListLogKeysResponse parses an HTTP response from a ListLogKeysWithResponse call
+func ParseListLogKeysResponse(rsp *http.Response) (*ListLogKeysResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListLogKeysResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest []LogKey
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetLogBlobResponse parses an HTTP response from a GetLogBlobWithResponse call
+func ParseGetLogBlobResponse(rsp *http.Response) (*GetLogBlobResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetLogBlobResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest LogBlob
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetLogConfigResponse parses an HTTP response from a GetLogConfigWithResponse call
+func ParseGetLogConfigResponse(rsp *http.Response) (*GetLogConfigResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetLogConfigResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest LogConfig
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetLogStreamResponse parses an HTTP response from a GetLogStreamWithResponse call
+func ParseGetLogStreamResponse(rsp *http.Response) (*GetLogStreamResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetLogStreamResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest LogStream
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseListTasksResponse parses an HTTP response from a ListTasksWithResponse call
 func ParseListTasksResponse(rsp *http.Response) (*ListTasksResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -1710,6 +2577,18 @@ type ServerInterface interface {
 	// SetFaults Inject faults into the manager endpoints (not the admin ones).
 	// (PUT /admin/faults)
 	SetFaults(ctx echo.Context) error
+	// ListLogKeys Every log key of the mock log service, with its stream and permanent log.
+	// (GET /admin/logs)
+	ListLogKeys(ctx echo.Context, params ListLogKeysParams) error
+	// GetLogBlob The permanent log of a key, as uploaded (or snapshotted).
+	// (GET /admin/logs/blob)
+	GetLogBlob(ctx echo.Context, params GetLogBlobParams) error
+	// GetLogConfig The log_config a CI stage needs to send its logs to the mock log service.
+	// (GET /admin/logs/config)
+	GetLogConfig(ctx echo.Context) error
+	// GetLogStream The lines of a key's live stream, as written so far.
+	// (GET /admin/logs/stream)
+	GetLogStream(ctx echo.Context, params GetLogStreamParams) error
 	// ListTasks List every task, oldest first.
 	// (GET /admin/tasks)
 	ListTasks(ctx echo.Context, params ListTasksParams) error
@@ -1769,6 +2648,90 @@ func (w *ServerInterfaceWrapper) SetFaults(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.SetFaults(ctx)
+	return err
+}
+
+// ListLogKeys converts echo context to params.
+func (w *ServerInterfaceWrapper) ListLogKeys(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListLogKeysParams
+	// ------------- Optional query parameter "accountId" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "accountId", ctx.QueryParams(), &params.AccountId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter accountId: %s", err))
+	}
+
+	// ------------- Optional query parameter "prefix" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "prefix", ctx.QueryParams(), &params.Prefix, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter prefix: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListLogKeys(ctx, params)
+	return err
+}
+
+// GetLogBlob converts echo context to params.
+func (w *ServerInterfaceWrapper) GetLogBlob(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetLogBlobParams
+	// ------------- Optional query parameter "accountId" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "accountId", ctx.QueryParams(), &params.AccountId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter accountId: %s", err))
+	}
+
+	// ------------- Required query parameter "key" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "key", ctx.QueryParams(), &params.Key, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter key: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetLogBlob(ctx, params)
+	return err
+}
+
+// GetLogConfig converts echo context to params.
+func (w *ServerInterfaceWrapper) GetLogConfig(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetLogConfig(ctx)
+	return err
+}
+
+// GetLogStream converts echo context to params.
+func (w *ServerInterfaceWrapper) GetLogStream(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetLogStreamParams
+	// ------------- Optional query parameter "accountId" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "accountId", ctx.QueryParams(), &params.AccountId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter accountId: %s", err))
+	}
+
+	// ------------- Required query parameter "key" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "key", ctx.QueryParams(), &params.Key, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter key: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetLogStream(ctx, params)
 	return err
 }
 
@@ -1886,6 +2849,10 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.DELETE(options.BaseURL+"/admin/delegates/:id", wrapper.DeleteDelegate, options.OperationMiddlewares["DeleteDelegate"]...)
 	router.GET(options.BaseURL+"/admin/faults", wrapper.GetFaults, options.OperationMiddlewares["GetFaults"]...)
 	router.PUT(options.BaseURL+"/admin/faults", wrapper.SetFaults, options.OperationMiddlewares["SetFaults"]...)
+	router.GET(options.BaseURL+"/admin/logs", wrapper.ListLogKeys, options.OperationMiddlewares["ListLogKeys"]...)
+	router.GET(options.BaseURL+"/admin/logs/config", wrapper.GetLogConfig, options.OperationMiddlewares["GetLogConfig"]...)
+	router.GET(options.BaseURL+"/admin/logs/stream", wrapper.GetLogStream, options.OperationMiddlewares["GetLogStream"]...)
+	router.GET(options.BaseURL+"/admin/logs/blob", wrapper.GetLogBlob, options.OperationMiddlewares["GetLogBlob"]...)
 
 }
 
@@ -1997,6 +2964,163 @@ func (response SetFaults400JSONResponse) VisitSetFaultsResponse(w http.ResponseW
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListLogKeysRequestObject struct {
+	Params ListLogKeysParams
+}
+
+type ListLogKeysResponseObject interface {
+	VisitListLogKeysResponse(w http.ResponseWriter) error
+}
+
+type ListLogKeys200JSONResponse []LogKey
+
+func (response ListLogKeys200JSONResponse) VisitListLogKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListLogKeys400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response ListLogKeys400JSONResponse) VisitListLogKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLogBlobRequestObject struct {
+	Params GetLogBlobParams
+}
+
+type GetLogBlobResponseObject interface {
+	VisitGetLogBlobResponse(w http.ResponseWriter) error
+}
+
+type GetLogBlob200JSONResponse LogBlob
+
+func (response GetLogBlob200JSONResponse) VisitGetLogBlobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLogBlob400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response GetLogBlob400JSONResponse) VisitGetLogBlobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLogBlob404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response GetLogBlob404JSONResponse) VisitGetLogBlobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLogConfigRequestObject struct {
+}
+
+type GetLogConfigResponseObject interface {
+	VisitGetLogConfigResponse(w http.ResponseWriter) error
+}
+
+type GetLogConfig200JSONResponse LogConfig
+
+func (response GetLogConfig200JSONResponse) VisitGetLogConfigResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLogStreamRequestObject struct {
+	Params GetLogStreamParams
+}
+
+type GetLogStreamResponseObject interface {
+	VisitGetLogStreamResponse(w http.ResponseWriter) error
+}
+
+type GetLogStream200JSONResponse LogStream
+
+func (response GetLogStream200JSONResponse) VisitGetLogStreamResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLogStream400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response GetLogStream400JSONResponse) VisitGetLogStreamResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLogStream404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response GetLogStream404JSONResponse) VisitGetLogStreamResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2173,6 +3297,18 @@ type StrictServerInterface interface {
 	// SetFaults Inject faults into the manager endpoints (not the admin ones).
 	// (PUT /admin/faults)
 	SetFaults(ctx context.Context, request SetFaultsRequestObject) (SetFaultsResponseObject, error)
+	// ListLogKeys Every log key of the mock log service, with its stream and permanent log.
+	// (GET /admin/logs)
+	ListLogKeys(ctx context.Context, request ListLogKeysRequestObject) (ListLogKeysResponseObject, error)
+	// GetLogBlob The permanent log of a key, as uploaded (or snapshotted).
+	// (GET /admin/logs/blob)
+	GetLogBlob(ctx context.Context, request GetLogBlobRequestObject) (GetLogBlobResponseObject, error)
+	// GetLogConfig The log_config a CI stage needs to send its logs to the mock log service.
+	// (GET /admin/logs/config)
+	GetLogConfig(ctx context.Context, request GetLogConfigRequestObject) (GetLogConfigResponseObject, error)
+	// GetLogStream The lines of a key's live stream, as written so far.
+	// (GET /admin/logs/stream)
+	GetLogStream(ctx context.Context, request GetLogStreamRequestObject) (GetLogStreamResponseObject, error)
 	// ListTasks List every task, oldest first.
 	// (GET /admin/tasks)
 	ListTasks(ctx context.Context, request ListTasksRequestObject) (ListTasksResponseObject, error)
@@ -2316,6 +3452,104 @@ func (sh *strictHandler) SetFaults(ctx echo.Context) error {
 	return nil
 }
 
+// ListLogKeys operation middleware
+func (sh *strictHandler) ListLogKeys(ctx echo.Context, params ListLogKeysParams) error {
+	var request ListLogKeysRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListLogKeys(ctx.Request().Context(), request.(ListLogKeysRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListLogKeys")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListLogKeysResponseObject); ok {
+		return validResponse.VisitListLogKeysResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetLogBlob operation middleware
+func (sh *strictHandler) GetLogBlob(ctx echo.Context, params GetLogBlobParams) error {
+	var request GetLogBlobRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetLogBlob(ctx.Request().Context(), request.(GetLogBlobRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetLogBlob")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetLogBlobResponseObject); ok {
+		return validResponse.VisitGetLogBlobResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetLogConfig operation middleware
+func (sh *strictHandler) GetLogConfig(ctx echo.Context) error {
+	var request GetLogConfigRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetLogConfig(ctx.Request().Context(), request.(GetLogConfigRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetLogConfig")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetLogConfigResponseObject); ok {
+		return validResponse.VisitGetLogConfigResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetLogStream operation middleware
+func (sh *strictHandler) GetLogStream(ctx echo.Context, params GetLogStreamParams) error {
+	var request GetLogStreamRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetLogStream(ctx.Request().Context(), request.(GetLogStreamRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetLogStream")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetLogStreamResponseObject); ok {
+		return validResponse.VisitGetLogStreamResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // ListTasks operation middleware
 func (sh *strictHandler) ListTasks(ctx echo.Context, params ListTasksParams) error {
 	var request ListTasksRequestObject
@@ -2442,43 +3676,60 @@ func (sh *strictHandler) AbortTask(ctx echo.Context, id TaskId) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"xFlfb9s4Ev8qA94BTQDVdttcgU2e3I27m0OaFElw97BZ7NLi2OJGIlWSitco8t0PQ1KyZMmJc01332xp",
-	"OJw/v/mrryzVRakVKmfZ8VdWcsMLdGj8vxtu784E/ZKKHbOSu4wlTPEC2TGTgiXM4JdKGhTs2JkKE2bT",
-	"DAtOJ9y6JCrrjFRL9vDwQMS21Mqi5/2Biyv8UqF19C/VyqHyP3lZ5jLlTmo1/sNqRc82bP9pcMGO2T/G",
-	"G7nH4a0dz4zRJlwl0KZGlsSEHbObDMGEy0BotKC0g4K7NAOXSQvTz2cj9pCwC+0+6kqJ7y/RhQZb0fXc",
-	"3oE2IDDHJXc4YkQbjxP3aeoNPHUOi9JL02V0qRB4oIGU5zkstAGXoec8YgkrjS7ROBmszj2LhTYF/WKC",
-	"O3ztZIEs2XYYSRxkCgjoW7R+Dy7jDri9Q9G7vcd0abhyOMTRVAirDFVzHlbcQsaVQAG6ciew4Llt0Xh1",
-	"iYYru0KDAo4mP7QunWudI1csQK/G6S9tvTbyJGSaX5uzev4Hpo4E/tEgdygoFHyAdMwpxRDUu9dJMcj3",
-	"NErRZ5rykqfSrYetXr/1JmhcYHAprSMjJCAXwNW6ZQipHC7R9H3a806mrbvw4T3wMufW/YzcuDk+AiNV",
-	"5Tmf51hnhB4btYu/ddxV3gKoqoJMN7uYfjifnbKE/Xd6dnN28dNvHy+vfpt+/nx1+Z/pOUvY6dl1TXE6",
-	"O5/dzE5btm5xrspSm+jFm3UZneewsIOSxAfcGL72//nyWSceA5xXP7IclKwxxBBqQkLpQaZAa/kSnwZj",
-	"TTjE+yOv8lAFuqgLz0EqIkQBUjkNeI9mDQVXfIkGUIlSS+V8TPazDpLUVxHsfUjbjBsEvfCnW+G8ki6D",
-	"f03eEcOC/ykLQsWbhBVShd+TRgtVFfOA8Jw7VOn604AiM55mddaQzgIHw5XQBRB0oSrB6VAPCq7WUMg8",
-	"lxZTrYSFhTTWdeR4P5lMJoOytMLNoEW3t+KrTFuEVCuFKVGBtOA5eEvoygFX0TrPMMnDgKsvcDWc0AR3",
-	"fFhWysivLBBBQvkF/n19eUFi/Pl6qV/HG6g6jq746lOEGZmgUgrNVSz9fd5Te9dUjaAb6JDfw0kI0bCB",
-	"mFTWIRdkNqKi0ErXoBUOpf5N7G6XzXzdZE8LKTdmLdUywlorjOwtKb60EPy08LBs17dn5BBZoK4GKvh1",
-	"hFhT9gq+Jt1PYAIFckXdCuSykB5/Tc6Vyr0/Yk8BMDzZ5U+g1yegu8bw5TwmJpBup+6FVOeoli7zCHw8",
-	"7/i3Q0nnClNtBIrdAPEdTgAG3xQ8i8o90eukWgwXmt0grztUD3Pg1oMcDgQSLwELowuYc4vvj5q7I0pr",
-	"eNrDPWJi787qQJt4wWF0C6kdkNBTqxbhqaa0NvWspqezdV3pC+NfhYu7gdmonEC0RYxFMt4rGw5GrQcF",
-	"NpiivEcx3bsp3UJVo3ESnN1hOYy2LdVbzUYQntUZiyXs/u1gN0GZ89pxh3WnVHP4UmEVWsk0ypgwoRXJ",
-	"xee+yj/KL/Q+W/16p/0fqmk+Ye2cABLQuaCxpylgTcZ6DCJbU8dAOqtV/LDeaziI1C25el3qxiCe2kri",
-	"NqDxz3oVCjRBxO6aFmDeWGUEn7Txgiif2UNSlQ5WhOk5T+9C4cdb5T0IfOHQAHUIjRbEPNfWjW7VYF+d",
-	"arXIZeoek7ftJAvU4nQmF5hjyitLD7XLcDMTQob5xnIUayQ7t7dqIZW0GYoRdEye6VxQMePhwBKdV5cv",
-	"uVRhfJJ+XrPx0QG1FVE434Pcqphwa7VDJ+KMRHF4EjNRplfUFMIWRBM/XGdocKetwkQ1fcYoKofHlc5C",
-	"YS9g98rNALT7HUu/q6CmBJ+6rJso/o85otM19Cr/7mr/5EAaSWs9tkKuDeekl4LaZm87s59v6WKpFrof",
-	"Ez9q5YzOQ/QWOr1rJgmPLZFLh68sOLTOEjwFrHVl7CGVngBa644BY7wSym0CK7/QWWXc3argw80skYDP",
-	"wDWpwULfY6vnoSvCgAOLetwJSaE349jRrfJtAWFfxdWE0sArl6FycVEEB3NJPB3lllzrkvLMYQwJ6Wg+",
-	"Zl7NrvpcFFLB9PMZlR80NpjrzWgympCDdYmKl5Ids3ejyegdtTzcZR5KY3903KhEz5bokUMFxQtF/QY7",
-	"l9adNlRbQfR2MnnW8muvoGtWHf1BeXBV1+iQkI3DaiMoABS8Ji7JqqLgZh01am1ANucD4bZlxl+leAiY",
-	"zHFoNDtzFrJ60RF6/+5MGkeSuHIIbaHSK9DqhDxeVC15AlypznXdcOovb0yTdFavv7zExvXXnm+PnqjV",
-	"fvQ1dyhq1fxW9CicG/Jww3/crE67rvnEzV27bd/w3Thm0ewdBvH6E7q4mfhGrD4G0XjDDkCmlTF+3vBU",
-	"2/AjisXQjmQ4e5BJy2pA0euOon5b/UGL9XfRsYuih7/NstFuFDxSUeeaYsTc5GnMtT4hdD1ytmcmhwPq",
-	"VfzmweddrZDmtxY2fb14NJXeeIpe+A6sGzwvUtPvmHzl9Q05EXyp0Kw3kV6X5f1MvNVnDAT+d0jqrall",
-	"z7Tu9X8B7/p0HxY1QyMOhZe2A94Km3y/9/o+AVZv1faKsDcvdm37C8UjpqfsHibUF/DBrB6V4u5lO2Sa",
-	"GrsrpUc3bEXNkDQbknH8HvnNAN8X17uN+c2F8VLVg7DvKAKcm/WTiWOKn+Wl22Hfse9p/dIgAn5rtRr9",
-	"3bifrhKGr9QJbEY+4YdiPyRyqPsRssKUuM/uqfBFPvVmoS7noc+mUVO6EcykH1tXfN0Mq69inqPZVtO0",
-	"/ntchPwOlcrR+rlUWuC5QS7WILSKY2MXMF6UF4bM278QMmH42A7AZ6GHDvzw13wqr+HS8coWfr1HWuH/",
-	"8PC/AAAA//8=",
+	"3Fvtb9u21v9XDvQ8QBJAddytz4Aln9wm2/IsTYsm994Py9DQ0rHNWSJVkorrW+R/vzh8kSWLcpy12YD7",
+	"qbFEHZ6XH88r+yXJZFlJgcLo5ORLUjHFSjSo7K9LOZ9kmayFeU/P6VGOOlO8MlyK5CS5WSAwtwLkDMwC",
+	"YYnrU/tHKbMllEywOaoDDXIlmqWrBQoocGZA1maUpAknYp9qVOskTQQrMTlJ/OKLPEkTnS2wZLS/WVf0",
+	"UhvFxTx5eEiJyV9xvYPBQs6JqxSYtoypWghUoFEY4AYOV9wsZG3sO7/p0RBTS6QfCj/VXGGenBhVY5u9",
+	"kotLFHOzSE5ephFmb5heXuS00lKvmFlsiPN8J+1tag+0WFdSaLTWes3yD/ipRm3oVyaFQWH/ZFVV8IyR",
+	"So7/0KSXLy2y/6twlpwk/3O8QcKxe6uPz5WSym3V16tym0EuUYOQBkpmsgWYBdcweX8xSh7S5Eqan2Qt",
+	"8ufn6EqCrml7ppcp5FjgnBkEqcj+I6t8T4O2mGRWyxNjsKxMHzfvBGHBroGMFQXMpLIAIfIEjkrJCpXh",
+	"TvXMkphJVdJfSc4MvjC8xKSHAWLbseZg0Fdrw7pZMANMLzHv7d4jOldMGIxRVDW68xa+hxXTsGAix5yO",
+	"3ynMWKFba6y4tIYJvUKFObwa/9jadCplgUwkDn8BrL+15drwk5Jqfm++ldM/MDPE8BuFzGBO58H6nY46",
+	"eR4/6u3teB6le+a56BPNWMUybtZxrYe3VgWNCRTOuTakhBT4DJhYtxTBhcE5qr5Ne9ZZSG2u7BmPvCyY",
+	"Nr8gU2aKO2Ak6qJg0wKDW+iREUP0tWGmthpAUZekuvOryevL87MkTf41ubi5uPr540/vPnycvH//4d0/",
+	"J5dJmpxdXIcVZ+eX5zfnZy1dtyjXVSWVt+LNuvLGM1jqKCf+AVOKre1vNn/SF7sAZ8X3JKOcNYqIocZ5",
+	"lR5kStSazfFxMIaFMdo/sbpwwbWLOvccuKCFmAMXRgLeo1qHqAko8kpyYeyZ7HsdJK4/eLD3Ia0XTCGF",
+	"Zfq6dZwp3sH/jb8ngiX7zEtCxcuUYpf7e9xIIepy6hBeMIMiW7+NCHLOskXwGtxoYKCYyGUJBF2oKzDS",
+	"BYWSiTWUvCi4xkyKXMOMK206fPwwHo/HUV5ax02hRrO34KuF1AiZFAIzWgVcg6UAIfIz4bXzBJU8REx9",
+	"KeevCzntA2mTy8RQTklF1DNwsXWkdkXGSzm/5AJjB62uCslyFx72C1L3nO2xHwl7LWuVYe9EtLM3lzQR",
+	"yRYrQbzfh/XoSfds/ItcWTddoSoZMWVTPKYUv8f8BO40qnue4R0cvn93fQPH00JOj1K4K7hY0sN/3BAk",
+	"GWg+F5gDPT4CqW7FnRas0gtp7uAwkxWnyKsIyAQqo5CVMF0Dg6wgRNlzFL44Gt2KJG1crGfBSbkk5+PX",
+	"RR1pkLcuS6bWffhM1wb1ANb5vzGk3kG3cHX2/9fvruKhqgFV/9VXG92Z2O2Qeq4H7PtGihmf92WagDZs",
+	"jgeabPoxs6tS4C41WXGFvpQgf68jiZiD3UceP2lGLlFE39SqeNzN06K0vUegOCDkr7iOSegLEmAihxUl",
+	"eU25RG88dGAhC/KQUgE3g4IOeJSp90L7mNKDbocfctDfg961XdhQfMQlDCjNOrFoQk7aIXANVHIRJSmX",
+	"YLA850SHFe877/tJVDzL2vBX4D0W0U9lbeIn1OBnk0LpEnkyuVG8LDEnV9ISgmkqRinvJnGiSX4lB5zA",
+	"+MWUaefJEFyAapOes3v0+ukfehsB9owLWwYlfpzgnsyARa8b/DwFw9bJPiFkPXsUlVXHdzR1kHuzP6uP",
+	"Rkq7UUP1kUDZPXM9HTfS90OoTcfse0KedTdxiATBt/NXKhulyLCNtUOpgEGlcMY/uzh55P7JuwgcqiK9",
+	"7MMiX+EqXjTmzLCBE8j08kADLUiphoMQHT+/mMsXfoc/tBSjD2z11qfyxJcV6YPvsUQ8uV42lbnLH0GK",
+	"jmOyFccmjedCG2R5iNdUvmRrkAJjitnUR9uesFg3FaqGjCm15mLuSwcpQjqgSfC5BpcLz2zq3+4hPKFO",
+	"4yVG3du1T+Ob1kLJ1iT7KYyhRCY0CAkFL53lm7PBhfnhVfJYku+eDNkT6PUpyK4ybMvEF38E6iHZH2vT",
+	"tRFp38aQ+AEzqXLMhwFiu0gOGGzTVLDhanc/KZN5vJgfBnloBVqYUzQhkMNhjkTL57EUJX541eztURrg",
+	"qY/2OBN7d6/IEbgNjrxZNlG6J1Zg4THvHFR9HtbTt6F27zNjX7mNuwezETkFrwt/Fkl5B9p96KWOMqww",
+	"Q6o2JuZPev1G4tQZu0MyjrYt0VsNHcd8EjwWFVvfRQsN8pzXhhkM3ahA4VONtWvXZZ7HNMmlIL7Y1HZS",
+	"dtJz/aXt6N5uscb6BtZhDXZZU5BFjtpsmgR7BfCtzm7EnQURX6/3asD61S2+ep3AjULsam2TzV1RlyCi",
+	"hzqytsZ0u47grVSWEWE9u3OqlCcSpqcsW7rmCt4Ka0FgM4NUMOiNFES8kNq4ArXvZ6nGKnhmdvHbNpKG",
+	"FSrsdIdhihmrNT2UZoFqs/kCi43mwNYyxNCtmHHB9QLzEXRUTlkIBTPmPpijseKyOePCtai57Ylr/+iQ",
+	"iYY52+e5Fd7hBrFdt8cojvnRqfdEC7nSVFNuQTS1U4wFKhzUletaT57Q7h+oRDuTm72A3Qs3EWj3M5Z+",
+	"VkFJCT62WddR/IlebSdr6EX+4Wj/aNPfLw1ybB25NpzTngtqq71tzL6/pY25mMn+mXgjhVGy0L0Zp8NW",
+	"XnCDBxoMaqMJnjmsZa30EYUeB1ptTgD9eSWU6xRWdnK2WjBzK5wNN/3aFKwHDksVlvJ+c2J06jvIMAv9",
+	"ZOcRek1kopjfCkUJqO06hI1sfAwfbXUhRi6NoLMi/LhISGC1WaAwfoIHh1MuKL0nIoWUFfkl3w8z3FA1",
+	"nVi1dNXF8pILmLy/oHCFSjv1vhyNR+NQdLCKJyfJ96Px6HtKkZhZWOgd20+PGxXQszlapFEAskxRfpJc",
+	"cm3OmlVbh+678fhJU8m9DmkzfuoPL6Iz1I4Z/bjJCQB02JUfXIbqzkrUmkptvncLtzVz/IXnDw7DBcba",
+	"5RdGwyIMn1yt0J0T+BLGj4FcGinkCqQ4JYuXdYsfB++RK11bZjizmzeqSTu3DH77FqPw33u2ffVIbLfj",
+	"CLXEPIhmx9Wv3HcxCzf0j5uZdtc0b5lattP8Dd2NYWbNLCiK15/R+GnRV2J1F0T9DgOAzGqlbH1iV23D",
+	"j1bMYnOrqMOxKq3qiKDXHUHtNYLXMl8/i4xdFD38bZr1eqPDwwVluhl6zI0fx1zrbkfXIhf7Ov9Dym1s",
+	"p8L6XSmQ6r0WNgs53+1JXUNb989vpD+xxLV2fQiuw6War7zoM7yPS+oMU26iZzcd2sx1ppKnOZNnCBR+",
+	"OrBnmCAxU9C2EHPlgbtIRUF5ietvgCNXjIXJhG9QbWcDqdMvlRd+HEYMdMZwPUgdh1nEkMcLQ9MerGKS",
+	"bJYcb19OI4Q8/klzVeyrzbzHbGXInNsa+xPG+7pY1WOCLM6aW3LNIPFQqmbCaTDvO4zjrJnjefv284ta",
+	"FRRuo0MuO8ixFZq7S6aQZQtfbNMaVKdQMW1cj9ll587LsVsRJoV3Gk1dffQ0RpvB4Z1LQmOQ8/PH58WA",
+	"32QABaQHx2cszG6kAAZvLtxYFARirinP1mhTbjsm1YPZe89cm1Fe1FyT0Kv3x3uJWGm3jZ0TUG0MtTC8",
+	"CHc9DxpXwDW4iYVLA8ldURlPVs0Y5bYsvxW28GCgDVb+O1pvmxZuyI4VxSzMhy3np0n/Ze7CSzUAFaeq",
+	"v8tTONsHD3FAYLgPPFl/sVLcGBRk8RlTHdTZqnVnWnFjV+yTVFha7i4A17YywaEwH5oD++l/q9vx12QA",
+	"rd7pnlmAlf8bxHpbRLpxUazR6ibNEWu5O5t2+vY8aXuY7e2Vt7/8Ztu276LuUD15ONcn/xb5VmjY+gnQ",
+	"9pFpKvehtMmb4WlO0F8/f1Zn1sb1sDK/utx+J0I73uakDs7NEEz5Zmlzfyaq32PbWbOjCw/47XDo7N2Y",
+	"n7bKFVuJU9g0nnPbmretagahy0FamBD183tKsTydMN8ITQLX7eNiTjzCObfN8xVbNy3zA+/nYIqZLFHD",
+	"nR/H3EEtCtS2O04lVkHxdQ25FBgLnZaVbwyZ7/5CyLgW6PYBfBJ66IMf/5r/GRHg0rHKFn6tRVrH/+Hh",
+	"PwEAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
