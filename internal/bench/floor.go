@@ -43,12 +43,14 @@ type FloorOptions struct {
 }
 
 // floor makes the calls a runner must make per task, and nothing else: it polls only when a
-// worker is free, acquires at most as many events as it has free workers (concurrently, one
-// goroutine per free worker walking the events), runs the task (a SLEEP_TASK wait), posts the
-// result in the background and frees the worker. It polls again at once while a poll keeps
-// starting tasks and slots are free, waits for a freed worker when a poll left events behind, and
-// otherwise waits the interval: the same discipline as the runner, so both make the same calls.
-// It validates nothing, keeps no spool and logs nothing.
+// worker is free, decodes the answer once and keeps the task events it could not take yet as
+// candidates, acquires at most as many of them as it has free workers (concurrently, one goroutine
+// per free worker walking the candidates), runs the task (a SLEEP_TASK wait), posts the result in
+// the background and frees the worker. A freed worker takes the next kept candidate without
+// polling; the floor polls again when the interval since its last poll has passed (for new events)
+// or, at once, when a poll kept starting tasks and left none. Whatever the manager's queue holds,
+// a task costs it one acquire, one result and its share of the polls. It validates nothing, keeps
+// no spool and logs nothing.
 type floor struct {
 	opts     FloorOptions
 	base     string
@@ -181,6 +183,9 @@ type floorEvent struct {
 
 func (f *floor) loop(ctx context.Context) error {
 	pollPath := "/api/agent/delegates/" + f.delegate + "/task-events?" + f.query
+	// cands are the kept task events not tried yet, oldest first.
+	var cands []string
+	var polled time.Time
 	for {
 		if f.free.Load() == 0 {
 			select {
@@ -190,35 +195,41 @@ func (f *floor) loop(ctx context.Context) error {
 				return ctx.Err()
 			}
 		}
-		var page struct {
-			Events []floorEvent `json:"delegateTaskEvents"`
-		}
-		if _, err := f.call(ctx, http.MethodGet, pollPath, nil, &page); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+		if len(cands) == 0 || time.Since(polled) >= f.opts.Interval {
+			var page struct {
+				Events []floorEvent `json:"delegateTaskEvents"`
 			}
-			if err := retry.Sleep(ctx, f.opts.Interval); err != nil {
-				return err
-			}
-			continue
-		}
-		cands := page.Events[:0]
-		for _, ev := range page.Events {
-			if ev.EventType == "DelegateTaskAbortEvent" || ev.TaskType != "SLEEP_TASK" {
+			_, err := f.call(ctx, http.MethodGet, pollPath, nil, &page)
+			polled = time.Now()
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if err := retry.Sleep(ctx, f.opts.Interval); err != nil {
+					return err
+				}
 				continue
 			}
-			if _, busy := f.claimed.Load(ev.ID); busy {
-				continue
+			// The latest answer is the manager's queue: what it no longer lists went elsewhere.
+			cands = cands[:0]
+			for _, ev := range page.Events {
+				if ev.EventType == "DelegateTaskAbortEvent" || ev.TaskType != "SLEEP_TASK" {
+					continue
+				}
+				if _, busy := f.claimed.Load(ev.ID); busy {
+					continue
+				}
+				cands = append(cands, ev.ID)
 			}
-			cands = append(cands, ev)
 		}
-		started, backlog := f.take(ctx, cands)
-		if started > 0 && f.free.Load() > 0 {
+		var started int
+		started, cands = f.take(ctx, cands)
+		if started > 0 && f.free.Load() > 0 && len(cands) == 0 {
 			continue
 		}
-		t := time.NewTimer(f.opts.Interval)
+		t := time.NewTimer(time.Until(polled.Add(f.opts.Interval)))
 		var freed <-chan struct{}
-		if backlog {
+		if len(cands) > 0 {
 			freed = f.freed
 		}
 		select {
@@ -232,11 +243,11 @@ func (f *floor) loop(ctx context.Context) error {
 	}
 }
 
-// take reserves free workers for the candidates and acquires into them; it returns how many
-// tasks started and whether candidates were left for want of a worker.
-func (f *floor) take(ctx context.Context, cands []floorEvent) (int, bool) {
+// take reserves free workers for the candidates and acquires into them, walking the candidates
+// from the oldest; it returns how many tasks started and the candidates not tried.
+func (f *floor) take(ctx context.Context, cands []string) (int, []string) {
 	if len(cands) == 0 {
-		return 0, false
+		return 0, cands
 	}
 	n := int64(len(cands))
 	for {
@@ -256,7 +267,7 @@ func (f *floor) take(ctx context.Context, cands []floorEvent) (int, bool) {
 					f.release()
 					return
 				}
-				if f.acquire(ctx, cands[i].ID) {
+				if f.acquire(ctx, cands[i]) {
 					started.Add(1)
 					return
 				}
@@ -264,7 +275,7 @@ func (f *floor) take(ctx context.Context, cands []floorEvent) (int, bool) {
 		})
 	}
 	wg.Wait()
-	return int(started.Load()), int(next.Load()) < len(cands)
+	return int(started.Load()), cands[min(int(next.Load()), len(cands)):]
 }
 
 func (f *floor) release() {
