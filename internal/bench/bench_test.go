@@ -320,3 +320,11 @@ func TestFloorTakesABacklogFromOneAnswer(t *testing.T) {
 	require.Len(t, mm.Tasks(mockmanager.StateDone), n)
 	srv.CloseClientConnections()
 }
+
+func TestTaskIDsAreFoundWhereTheyLie(t *testing.T) {
+	t.Parallel()
+	b := newBacklog("acct", []string{"task-1", "task-2"})
+	require.Equal(t, []string{"task-1", "task-2"}, taskIDs(nil, b.answer()))
+	require.Empty(t, taskIDs(nil, []byte(`{"delegateTaskEvents":[]}`)))
+	require.Equal(t, []string{"a"}, taskIDs(nil, []byte(`{"delegateTaskEvents":[{"delegateTaskId":"a"},{"delegateTaskId":"b`)))
+}
