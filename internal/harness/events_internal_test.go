@@ -223,3 +223,19 @@ func BenchmarkDecode20000Events(b *testing.B) {
 		}
 	})
 }
+
+// The acquire URL built by hand is the one the generated client builds, whatever the ids hold.
+func TestAcquireURLIsTheGeneratedClients(t *testing.T) {
+	t.Parallel()
+	for _, server := range []string{"https://manager.example/", "http://127.0.0.1:8080/gratis/"} {
+		for _, ids := range [][3]string{
+			{"acct-1", "del-1", "task-1"},
+			{"a b&c=d", "d/e?f#g", "t%20h+i"},
+			{"ünï", "日本", "semi;colon,comma"},
+		} {
+			want, err := gen.NewAcquireTaskRequest(server, ids[1], ids[2], &gen.AcquireTaskParams{AccountId: ids[0], DelegateInstanceId: ids[1]})
+			require.NoError(t, err)
+			require.Equal(t, want.URL.String(), acquireURL(server, ids[0], ids[1], ids[2]), "%q", ids)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -79,9 +80,16 @@ func (c *Client) Acquire(ctx context.Context, delegateID, taskID string) (*manag
 	if err := requireID(op, "task id", taskID); err != nil {
 		return nil, err
 	}
-	params := &gen.AcquireTaskParams{AccountId: c.account, DelegateInstanceId: delegateID}
+	target := acquireURL(c.api.Server, c.account, delegateID, taskID)
 	status, raw, err := c.do(ctx, op, func(ctx context.Context, edit gen.RequestEditorFn) (*http.Response, error) {
-		return c.api.AcquireTask(ctx, delegateID, taskID, params, edit)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, target, nil)
+		if err != nil {
+			return nil, err
+		}
+		if err := edit(ctx, req); err != nil {
+			return nil, err
+		}
+		return c.http.Do(req)
 	})
 	if err != nil {
 		return nil, err
@@ -121,6 +129,17 @@ func (c *Client) Acquire(ctx context.Context, delegateID, taskID string) (*manag
 		task.Delegate = tasks.Delegate{ID: deref(d.Id), InstanceID: deref(d.InstanceId), Token: deref(d.Token)}
 	}
 	return task, nil
+}
+
+// acquireURL is the acquire call's URL exactly as the generated client writes it (server ends
+// with a slash, path parameters path-escaped, query parameters query-escaped in the contract's
+// order), without what it costs there per call: parsing the server's URL and then the path
+// against it, styling each parameter through reflection, and splitting and joining the query.
+// It is built once per task, and the profile of a runner at one worker showed the generated
+// path at 6 % of the runner's CPU.
+func acquireURL(server, account, delegateID, taskID string) string {
+	return server + "api/agent/v2/delegates/" + url.PathEscape(delegateID) + "/tasks/" + url.PathEscape(taskID) +
+		"/acquire?accountId=" + url.QueryEscape(account) + "&delegateInstanceId=" + url.QueryEscape(delegateID)
 }
 
 // timeoutOf converts the task's timeout in seconds. Zero, negative and absurdly large values
