@@ -71,6 +71,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	backlogWorkers := fs.String("backlog-workers", "16,128", "comma-separated DLITE_PARALLEL_WORKERS of the backlog runs")
 	backlogTasks := fs.Int("backlog-tasks", 2000, "results measured per backlog run")
 	long := fs.Bool("long", false, "the long run: --repeat 3 --tasks 4000 --backlog-tasks 4000 --tmpfs /dev/shm, unless given")
+	dliteEnv := fs.String("dlite-env", "", "comma-separated KEY=VALUE settings added to every dlite run, e.g. DLITE_SPOOL_SYNC_DELAY=0")
 	profileDir := fs.String("profile-dir", "", "have each dlite run write a CPU profile to this directory (needs a dlite built with -tags benchprofile)")
 	pin := fs.Bool("pin", false, "run the mock manager on CPU 0 and the runner or floor on CPU 1")
 	dir := fs.String("dir", "", "keep every process's logs in this directory (default: a temporary one, removed)")
@@ -124,7 +125,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		Dlite: *dlite, Self: self, Tasks: *tasks, Repeat: *repeat, Workers: ws, Interval: *interval,
 		Paced: *paced, PacedRate: *rate, Sleepers: *sleepers, SleepFor: *sleepFor,
 		Settle: *settle, Window: *window, MaxEventsPerPoll: *maxEvents, Pin: *pin, Dir: *dir,
-		Backlogs: bs, BacklogWorkers: bws, BacklogTasks: *backlogTasks, ProfileDir: *profileDir,
+		Backlogs: bs, BacklogWorkers: bws, BacklogTasks: *backlogTasks, ProfileDir: *profileDir, DliteEnv: settingsList(*dliteEnv),
 		TmpfsDir: tmpfsDir, Progress: stderr,
 		SkipIdle: slices.Contains(skipped, "idle"), SkipThroughput: slices.Contains(skipped, "throughput"),
 	})
@@ -150,6 +151,17 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		}
 	}
 	return 0
+}
+
+// settingsList splits a comma-separated list of KEY=VALUE settings.
+func settingsList(list string) []string {
+	var out []string
+	for f := range strings.SplitSeq(list, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // positives parses a comma-separated list of positive numbers; an empty list is none.

@@ -53,6 +53,8 @@ type Options struct {
 	Backlogs       []int
 	BacklogWorkers []int
 	BacklogTasks   int
+	// DliteEnv are further KEY=VALUE settings of every dlite run (DLITE_SPOOL_SYNC_DELAY=0, say).
+	DliteEnv []string
 	// ProfileDir, when set, has each dlite run write a CPU profile there (a dlite built with the
 	// benchprofile tag reads DLITE_BENCH_CPUPROFILE).
 	ProfileDir string
@@ -279,6 +281,7 @@ func (d *driver) startTarget(tg string, m *mock, workers int, dir string) (*proc
 			"DLITE_HTTP_ADDR=off",
 			"DLITE_SHUTDOWN_GRACE=10s",
 		)
+		env = append(env, d.opts.DliteEnv...)
 		if d.opts.ProfileDir != "" {
 			env = append(env, "DLITE_BENCH_CPUPROFILE="+filepath.Join(d.opts.ProfileDir, filepath.Base(dir)+".pprof"))
 		}
