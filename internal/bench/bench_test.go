@@ -254,8 +254,11 @@ func TestBacklogRowsAreComparedToTheCappedRun(t *testing.T) {
 	}
 	require.InDelta(t, 1.65, got["CPU per task, 16 workers, 10000 queued"].Value, 1e-9)
 	require.InDelta(t, 13.0, rep.Throughput[2].Ratios.CPUPerTask, 1e-9)
-	require.Equal(t, Target{Name: "throughput, 16 workers, 20000 queued", Goal: "≥ 0.8 × capped", Value: 0.25}, got["throughput, 16 workers, 20000 queued"])
-	require.False(t, got["CPU per task, 16 workers, 20000 queued"].Met)
+	require.Equal(t, Target{Name: "throughput, 16 workers, 20000 queued, vs capped", Goal: "≥ 0.8 × capped", Value: 0.25},
+		got["throughput, 16 workers, 20000 queued, vs capped"])
+	require.InDelta(t, 13.0, got["CPU per task, 16 workers, 20000 queued"].Value, 1e-9)
+	require.InDelta(t, 8.67, got["CPU per task, 16 workers, 20000 queued, vs capped"].Value, 1e-9)
+	require.NotContains(t, got, "throughput, 16 workers, 10000 queued, vs capped", "only the largest backlog is held to the capped run")
 	var table strings.Builder
 	require.NoError(t, rep.WriteTable(&table))
 	require.Contains(t, table.String(), "16, 20000 queued")

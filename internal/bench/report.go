@@ -229,8 +229,8 @@ func (r *Report) finish() {
 		capped, backlog := r.Throughput[i].Results[targetDlite], row.Results[targetDlite]
 		tput, cpu := ratio(backlog.TasksPerSecond, capped.TasksPerSecond), ratio(backlog.CPUPerTaskUs, capped.CPUPerTaskUs)
 		r.Targets = append(r.Targets,
-			Target{Name: "throughput, " + row.label(), Goal: "≥ 0.8 × capped", Value: tput, Met: tput >= 0.8},
-			Target{Name: "CPU per task, " + row.label(), Goal: "≤ 1.2 × capped", Value: cpu, Met: cpu > 0 && cpu <= 1.2})
+			Target{Name: "throughput, " + row.label() + ", vs capped", Goal: "≥ 0.8 × capped", Value: tput, Met: tput >= 0.8},
+			Target{Name: "CPU per task, " + row.label() + ", vs capped", Goal: "≤ 1.2 × capped", Value: cpu, Met: cpu > 0 && cpu <= 1.2})
 	}
 	if s, ok := r.Sleepers[targetDlite]; ok {
 		r.Targets = append(r.Targets, Target{Name: fmt.Sprintf("RSS with %d sleeping tasks", s.Tasks), Goal: "≤ 150 MiB", Value: s.RSSMiB, Met: s.RSSMiB <= 150})
@@ -313,7 +313,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if !t.Met {
 			mark = "NOT MET"
 		}
-		fmt.Fprintf(bw, "  %-48s %-16s %8.2f  %s\n", t.Name, t.Goal, t.Value, mark)
+		fmt.Fprintf(bw, "  %-60s %-16s %8.2f  %s\n", t.Name, t.Goal, t.Value, mark)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(bw, "note: %s\n", n)
