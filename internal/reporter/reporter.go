@@ -236,8 +236,8 @@ func (r *Reporter) deliver(ctx context.Context, key string, res manager.Result, 
 	}
 	if key != "" && r.opts.SyncDelay > 0 {
 		// Results the manager takes at once are removed before this fires, and never synced.
-		sync := time.AfterFunc(r.opts.SyncDelay, func() { r.sync(key, res) })
-		defer sync.Stop()
+		syncLater := time.AfterFunc(r.opts.SyncDelay, func() { r.sync(key, res) })
+		defer syncLater.Stop()
 	}
 	expires := storedAt.Add(r.opts.TTL)
 	attempts := 0
