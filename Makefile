@@ -67,13 +67,27 @@ BENCH_DIR   ?= bin/bench
 BENCH_JSON  ?= $(BENCH_DIR)/bench.json
 BENCH_FLAGS ?=
 
-## bench: the real dlite binary and a floor client against a mock manager on loopback: throughput,
-## dispatch latency, CPU per task, memory; prints a table and JSON, and writes $(BENCH_JSON)
+## bench: the real dlite binary and a floor client against a mock manager on loopback: throughput
+## with capped answers and with a backlog of 10,000 and 20,000 queued tasks, dispatch latency, CPU
+## per task, memory; prints a table and JSON, and writes $(BENCH_JSON). About 4 minutes on two
+## cores; BENCH_FLAGS=-long for medians of 3 runs of twice the tasks and the spool on tmpfs
 bench:
 	@mkdir -p $(BENCH_DIR)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BENCH_DIR)/dlite ./cmd/dlite
 	$(GO) build -o $(BENCH_DIR)/dlite-bench ./cmd/dlite-bench
 	$(BENCH_DIR)/dlite-bench run --dlite $(BENCH_DIR)/dlite --json $(BENCH_JSON) $(BENCH_FLAGS)
+
+.PHONY: bench-profile
+BENCH_PROFILES ?= $(BENCH_DIR)/profiles
+
+## bench-profile: make bench with a dlite built to write a CPU profile of every run into
+## $(BENCH_PROFILES) (go tool pprof $(BENCH_DIR)/dlite-profiling $(BENCH_PROFILES)/<run>.pprof)
+bench-profile:
+	@mkdir -p $(BENCH_PROFILES)
+	CGO_ENABLED=0 $(GO) build -tags benchprofile -trimpath -ldflags "$(LDFLAGS)" -o $(BENCH_DIR)/dlite-profiling ./cmd/dlite
+	$(GO) build -o $(BENCH_DIR)/dlite-bench ./cmd/dlite-bench
+	$(BENCH_DIR)/dlite-bench run --dlite $(BENCH_DIR)/dlite-profiling --json $(BENCH_DIR)/bench-profile.json \
+		--profile-dir $(BENCH_PROFILES) $(BENCH_FLAGS)
 
 ## bench-go: the Go benchmarks of the hot paths (event handling, dispatch, result encoding, spool)
 bench-go:

@@ -163,7 +163,8 @@ func provideSpool(cfg *config.Config, logger *slog.Logger) (*spool.Spool, func()
 }
 
 func provideReporter(cfg *config.Config, mgr manager.Manager, sp *spool.Spool, rec *telemetry.Recorder, logger *slog.Logger) *reporter.Reporter {
-	return reporter.New(reporter.Options{Sender: mgr, Spool: sp, TTL: cfg.ResultTTL, Logger: logger, OnDone: rec.ResultDone})
+	return reporter.New(reporter.Options{Sender: mgr, Spool: sp, TTL: cfg.ResultTTL, SyncDelay: cfg.SpoolSyncDelay,
+		Logger: logger, OnDone: rec.ResultDone})
 }
 
 func provideExecutor(d *dispatch.Dispatcher, p *pool.Pool, r *reporter.Reporter, rec *telemetry.Recorder, logger *slog.Logger) *executor.Executor {

@@ -189,7 +189,7 @@ func TestReportRatiosTargetsAndTable(t *testing.T) {
 	}
 	require.Equal(t, map[string]bool{
 		"throughput at 128 workers":     true,
-		"CPU per task at 128 workers":   true,
+		"CPU per task, 128 workers":     true,
 		"RSS with 10000 sleeping tasks": false,
 		"idle RSS":                      true,
 	}, met)
@@ -234,4 +234,100 @@ func TestMedianRunTakesEachFigureFromTheMiddle(t *testing.T) {
 	require.InDelta(t, 7, got.MockCPUPerTask, 1e-9)
 	require.Equal(t, [2]float64{100, 300}, got.TasksPerSecondRange)
 	require.Equal(t, [2]float64{10, 50}, got.CPUPerTaskRange)
+}
+
+func TestBacklogRowsAreComparedToTheCappedRun(t *testing.T) {
+	t.Parallel()
+	rep := newReport(Options{Tasks: 10, Workers: []int{16}, Backlogs: []int{10000, 20000}, BacklogWorkers: []int{16}, BacklogTasks: 100})
+	rep.Throughput = []ThroughputRow{
+		{Workers: 16, Results: map[string]Throughput{
+			targetDlite: {TasksPerSecond: 1000, CPUPerTaskUs: 300}, targetFloor: {TasksPerSecond: 1000, CPUPerTaskUs: 250}}},
+		{Workers: 16, Queued: 10000, Uncapped: true, Results: map[string]Throughput{
+			targetDlite: {TasksPerSecond: 900, CPUPerTaskUs: 330}, targetFloor: {TasksPerSecond: 3000, CPUPerTaskUs: 200}}},
+		{Workers: 16, Queued: 20000, Uncapped: true, Results: map[string]Throughput{
+			targetDlite: {TasksPerSecond: 250, CPUPerTaskUs: 2600}, targetFloor: {TasksPerSecond: 3000, CPUPerTaskUs: 200}}},
+	}
+	rep.finish()
+	got := map[string]Target{}
+	for _, tg := range rep.Targets {
+		got[tg.Name] = tg
+	}
+	require.InDelta(t, 1.65, got["CPU per task, 16 workers, 10000 queued"].Value, 1e-9)
+	require.InDelta(t, 13.0, rep.Throughput[2].Ratios.CPUPerTask, 1e-9)
+	require.Equal(t, Target{Name: "throughput, 16 workers, 20000 queued, vs capped", Goal: "≥ 0.8 × capped", Value: 0.25},
+		got["throughput, 16 workers, 20000 queued, vs capped"])
+	require.InDelta(t, 13.0, got["CPU per task, 16 workers, 20000 queued"].Value, 1e-9)
+	require.InDelta(t, 8.67, got["CPU per task, 16 workers, 20000 queued, vs capped"].Value, 1e-9)
+	require.NotContains(t, got, "throughput, 16 workers, 10000 queued, vs capped", "only the largest backlog is held to the capped run")
+	var table strings.Builder
+	require.NoError(t, rep.WriteTable(&table))
+	require.Contains(t, table.String(), "16, 20000 queued")
+	require.Contains(t, table.String(), "backlog runs: [10000 20000] tasks queued")
+}
+
+func TestBacklogAnswersWithEveryTaskNotAcquired(t *testing.T) {
+	t.Parallel()
+	b := newBacklog("acct", []string{"t-1", "t-2", "t-3"})
+	var page struct {
+		Events []struct {
+			AccountID string `json:"accountId"`
+			ID        string `json:"delegateTaskId"`
+			TaskType  string `json:"taskType"`
+		} `json:"delegateTaskEvents"`
+	}
+	ids := func() []string {
+		require.NoError(t, json.Unmarshal(b.answer(), &page))
+		var out []string
+		for _, ev := range page.Events {
+			require.Equal(t, "acct", ev.AccountID)
+			require.Equal(t, "SLEEP_TASK", ev.TaskType)
+			out = append(out, ev.ID)
+		}
+		return out
+	}
+	require.Equal(t, []string{"t-1", "t-2", "t-3"}, ids())
+	b.take("t-2")
+	require.Equal(t, []string{"t-1", "t-3"}, ids())
+	b.take("t-1")
+	b.take("t-3")
+	require.Empty(t, ids())
+}
+
+// The floor decodes an answer once and takes later tasks from what it kept: against a mock that
+// answers every poll with the whole queue it polls a few times, not once per task, and acquires
+// every task once.
+func TestFloorTakesABacklogFromOneAnswer(t *testing.T) {
+	t.Parallel()
+	secret := "00112233445566778899aabbccddeeff"
+	mm, err := mockmanager.New(mockmanager.Options{AccountID: "bench", AccountSecret: secret, MaxEventsPerPoll: 1})
+	require.NoError(t, err)
+	counter := newCounting(mm.Handler())
+	const n = 300
+	counter.prefilled, err = prefill(mm, n, 0)
+	require.NoError(t, err)
+	counter.backlog = newBacklog("bench", counter.prefilled)
+	srv := httptest.NewServer(counter)
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- RunFloor(ctx, FloorOptions{Endpoint: srv.URL, AccountID: "bench", Secret: secret, Workers: 4, Interval: time.Second})
+	}()
+	require.Eventually(t, func() bool { return counter.stats().Results == n }, 60*time.Second, 5*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+	st := counter.stats()
+	require.EqualValues(t, n, st.Acquires)
+	require.Zero(t, st.AcquiresRefused)
+	require.Less(t, st.Polls, int64(n/10), "polls for %d tasks", n)
+	require.Len(t, mm.Tasks(mockmanager.StateDone), n)
+	srv.CloseClientConnections()
+}
+
+func TestTaskIDsAreFoundWhereTheyLie(t *testing.T) {
+	t.Parallel()
+	b := newBacklog("acct", []string{"task-1", "task-2"})
+	require.Equal(t, []string{"task-1", "task-2"}, taskIDs(nil, b.answer()))
+	require.Empty(t, taskIDs(nil, []byte(`{"delegateTaskEvents":[]}`)))
+	require.Equal(t, []string{"a"}, taskIDs(nil, []byte(`{"delegateTaskEvents":[{"delegateTaskId":"a"},{"delegateTaskId":"b`)))
 }

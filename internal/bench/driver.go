@@ -18,7 +18,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/dlite-dev/dlite/internal/retry"
@@ -48,6 +47,17 @@ type Options struct {
 	Window time.Duration
 	// MaxEventsPerPoll caps the events of one task-events answer of the mock manager.
 	MaxEventsPerPoll int
+	// Backlogs are the queue lengths of the backlog runs: the mock holds that many tasks and
+	// answers every poll with all of them not yet acquired, as the real manager does. Each is run
+	// with each of BacklogWorkers, measuring the first BacklogTasks results.
+	Backlogs       []int
+	BacklogWorkers []int
+	BacklogTasks   int
+	// DliteEnv are further KEY=VALUE settings of every dlite run (DLITE_SPOOL_SYNC_DELAY=0, say).
+	DliteEnv []string
+	// ProfileDir, when set, has each dlite run write a CPU profile there (a dlite built with the
+	// benchprofile tag reads DLITE_BENCH_CPUPROFILE).
+	ProfileDir string
 	// Pin runs the mock manager on CPU 0 and the runner (or floor) on CPU 1, so neither measures
 	// the other's load; it needs at least two CPUs.
 	Pin bool
@@ -76,6 +86,7 @@ const (
 
 type driver struct {
 	opts    Options
+	runs    int // throughput runs so far, naming their directories
 	account string
 	secret  string
 	http    *http.Client
@@ -119,13 +130,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 		rep.Idle[tg] = idle
 	}
-	for _, w := range opts.Workers {
+	for _, sc := range opts.scenarios() {
 		if opts.SkipThroughput {
 			break
 		}
-		row := ThroughputRow{Workers: w, Results: map[string]Throughput{}}
+		row := ThroughputRow{Workers: sc.workers, Queued: sc.queued, Uncapped: sc.uncapped, Results: map[string]Throughput{}}
 		targets := []string{targetDlite, targetFloor}
-		if opts.TmpfsDir != "" {
+		if opts.TmpfsDir != "" && !sc.uncapped {
 			targets = append(targets, targetDliteTmpfs)
 		}
 		// The runs of the targets alternate, so a disturbance of the machine falls on all of them
@@ -133,9 +144,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		runs := map[string][]Throughput{}
 		for range max(opts.Repeat, 1) {
 			for _, tg := range targets {
-				t, err := d.throughput(ctx, tg, w)
+				t, err := d.throughput(ctx, tg, sc)
 				if err != nil {
-					return nil, fmt.Errorf("%s throughput with %d workers: %w", tg, w, err)
+					return nil, fmt.Errorf("%s throughput, %s: %w", tg, sc, err)
 				}
 				runs[tg] = append(runs[tg], t)
 			}
@@ -156,6 +167,46 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	rep.finish()
 	return rep, nil
+}
+
+// scenario is one throughput measurement: a worker count and what the mock holds and answers.
+type scenario struct {
+	workers int
+	// queued tasks are in the mock before the target starts; measured is how many results the
+	// run waits for (all of them unless the run measures a backlog).
+	queued, measured int
+	// uncapped answers every poll with the whole queue.
+	uncapped bool
+}
+
+func (sc scenario) String() string {
+	if sc.uncapped {
+		return fmt.Sprintf("%d workers, %d queued, uncapped answers", sc.workers, sc.queued)
+	}
+	return fmt.Sprintf("%d workers", sc.workers)
+}
+
+// name is the scenario in file names.
+func (sc scenario) name() string {
+	if sc.uncapped {
+		return fmt.Sprintf("%d-backlog-%d", sc.workers, sc.queued)
+	}
+	return strconv.Itoa(sc.workers)
+}
+
+// scenarios are the throughput runs: every worker count with the capped answers, then every
+// backlog with every backlog worker count.
+func (o Options) scenarios() []scenario {
+	var out []scenario
+	for _, w := range o.Workers {
+		out = append(out, scenario{workers: w, queued: o.Tasks, measured: o.Tasks})
+	}
+	for _, q := range o.Backlogs {
+		for _, w := range o.BacklogWorkers {
+			out = append(out, scenario{workers: w, queued: q, measured: min(o.BacklogTasks, q), uncapped: true})
+		}
+	}
+	return out
 }
 
 func (d *driver) progress(format string, args ...any) {
@@ -189,8 +240,14 @@ type mock struct {
 	url string
 }
 
-func (d *driver) startMock(dir string) (*mock, error) {
-	argv := []string{d.opts.Self, "mock", "--addr", "127.0.0.1:0", "--max-events", strconv.Itoa(d.opts.MaxEventsPerPoll)}
+// startMock starts a mock manager holding queued tasks of millis, answering every poll with all
+// of them when uncapped.
+func (d *driver) startMock(dir string, queued int, millis int64, uncapped bool) (*mock, error) {
+	argv := []string{d.opts.Self, "mock", "--addr", "127.0.0.1:0", "--max-events", strconv.Itoa(d.opts.MaxEventsPerPoll),
+		"--prefill", strconv.Itoa(queued), "--prefill-millis", strconv.FormatInt(millis, 10)}
+	if uncapped {
+		argv = append(argv, "--uncapped")
+	}
 	p, stdout, err := startProcess("mock manager", d.opts.Self, d.cpu("mock"), argv, d.env(), filepath.Join(dir, "mock.log"))
 	if err != nil {
 		return nil, err
@@ -224,6 +281,10 @@ func (d *driver) startTarget(tg string, m *mock, workers int, dir string) (*proc
 			"DLITE_HTTP_ADDR=off",
 			"DLITE_SHUTDOWN_GRACE=10s",
 		)
+		env = append(env, d.opts.DliteEnv...)
+		if d.opts.ProfileDir != "" {
+			env = append(env, "DLITE_BENCH_CPUPROFILE="+filepath.Join(d.opts.ProfileDir, filepath.Base(dir)+".pprof"))
+		}
 	case targetFloor:
 		argv = []string{d.opts.Self, "floor", "--endpoint", m.url, "--workers", strconv.Itoa(workers),
 			"--interval", d.opts.Interval.String(), "--starts", filepath.Join(dir, "starts.txt")}
@@ -265,42 +326,11 @@ func (d *driver) getJSON(ctx context.Context, url string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-// enqueue queues n SLEEP_TASKs through the admin API, several at a time, and returns their ids.
-func (d *driver) enqueue(ctx context.Context, m *mock, n int, millis int64) ([]string, error) {
-	ids := make([]string, n)
-	errs := make(chan error, 1)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	next := 0
-	for range 16 {
-		wg.Go(func() {
-			for {
-				mu.Lock()
-				i := next
-				next++
-				mu.Unlock()
-				if i >= n {
-					return
-				}
-				id, err := d.enqueueOne(ctx, m, millis)
-				if err != nil {
-					select {
-					case errs <- err:
-					default:
-					}
-					return
-				}
-				ids[i] = id
-			}
-		})
-	}
-	wg.Wait()
-	select {
-	case err := <-errs:
-		return nil, err
-	default:
-		return ids, nil
-	}
+// prefilled returns the ids of the tasks the mock queued at its start, oldest first.
+func (d *driver) prefilled(ctx context.Context, m *mock) ([]string, error) {
+	var ids []string
+	err := d.getJSON(ctx, m.url+prefilledPath, &ids)
+	return ids, err
 }
 
 func (d *driver) enqueueOne(ctx context.Context, m *mock, millis int64) (string, error) {
@@ -362,7 +392,7 @@ func (d *driver) idle(ctx context.Context, tg string) (Idle, error) {
 	if err != nil {
 		return Idle{}, err
 	}
-	m, err := d.startMock(dir)
+	m, err := d.startMock(dir, 0, 0, false)
 	if err != nil {
 		return Idle{}, err
 	}
@@ -400,22 +430,25 @@ func (d *driver) idle(ctx context.Context, tg string) (Idle, error) {
 	return Idle{Workers: workers, RSSMiB: mib(mem.RSS), CPUPercent: round(100*float64(cpu1-cpu0)/float64(elapsed), 2)}, nil
 }
 
-// throughput runs Tasks pre-enqueued no-op tasks, then Paced tasks enqueued one by one.
-func (d *driver) throughput(ctx context.Context, tg string, workers int) (Throughput, error) {
-	dir, err := d.runDir(fmt.Sprintf("throughput-%s-%d", tg, workers))
+// throughput runs the scenario's queued no-op tasks until the measured number of results is in,
+// then, with capped answers, Paced tasks enqueued one by one.
+func (d *driver) throughput(ctx context.Context, tg string, sc scenario) (Throughput, error) {
+	workers := sc.workers
+	d.runs++
+	dir, err := d.runDir(fmt.Sprintf("throughput-%s-%s-%d", tg, sc.name(), d.runs))
 	if err != nil {
 		return Throughput{}, err
 	}
-	m, err := d.startMock(dir)
+	m, err := d.startMock(dir, sc.queued, 0, sc.uncapped)
 	if err != nil {
 		return Throughput{}, err
 	}
 	defer m.stop(10 * time.Second)
-	ids, err := d.enqueue(ctx, m, d.opts.Tasks, 0)
+	ids, err := d.prefilled(ctx, m)
 	if err != nil {
 		return Throughput{}, err
 	}
-	d.progress("%s, %d workers: %d tasks queued; running", tg, workers, len(ids))
+	d.progress("%s, %s: %d tasks queued; running until %d results", tg, sc, len(ids), sc.measured)
 
 	mockCPU := traceCPU(m.pid(), 5*time.Millisecond)
 	defer mockCPU.Close()
@@ -427,11 +460,12 @@ func (d *driver) throughput(ctx context.Context, tg string, workers int) (Throug
 	cpu := traceCPU(p.pid(), 5*time.Millisecond)
 	defer cpu.Close()
 
-	n := int64(len(ids))
-	s, err := d.waitResults(ctx, m, p, n, time.Duration(n)*20*time.Millisecond+time.Minute)
+	s, err := d.waitResults(ctx, m, p, int64(sc.measured), time.Duration(sc.measured)*20*time.Millisecond+time.Minute)
 	if err != nil {
 		return Throughput{}, err
 	}
+	// The results counted when the run was seen to be over, up to the last one's time.
+	n := s.Results
 	from, to := time.Unix(0, s.FirstAcquireNano), time.Unix(0, s.LastResultNano)
 	// Let the samplers see the end of the window before reading it off.
 	if err := retry.Sleep(ctx, 20*time.Millisecond); err != nil {
@@ -449,13 +483,17 @@ func (d *driver) throughput(ctx context.Context, tg string, workers int) (Throug
 		Polls:           s.Polls,
 		AcquiresRefused: s.AcquiresRefused,
 	}
-	d.progress("%s, %d workers: %.0f tasks/s, %.1f µs CPU per task (mock %.1f µs)", tg, workers, res.TasksPerSecond, res.CPUPerTaskUs, res.MockCPUPerTask)
+	d.progress("%s, %s: %.0f tasks/s, %.1f µs CPU per task (mock %.1f µs), %d polls", tg, sc, res.TasksPerSecond, res.CPUPerTaskUs, res.MockCPUPerTask, res.Polls)
+	if sc.uncapped {
+		// A backlog run ends with the queue still full; the paced tasks would not be offered.
+		return res, nil
+	}
 
 	paced, enqueued, err := d.paced(ctx, m)
 	if err != nil {
 		return Throughput{}, err
 	}
-	if _, err := d.waitResults(ctx, m, p, n+int64(len(paced)), time.Minute); err != nil {
+	if _, err := d.waitResults(ctx, m, p, int64(len(ids)+len(paced)), time.Minute); err != nil {
 		return Throughput{}, err
 	}
 	var acquired map[string]int64
@@ -564,15 +602,12 @@ func (d *driver) sleepers(ctx context.Context, tg string) (Sleepers, error) {
 	if err != nil {
 		return Sleepers{}, err
 	}
-	m, err := d.startMock(dir)
+	n := d.opts.Sleepers
+	m, err := d.startMock(dir, n, d.opts.SleepFor.Milliseconds(), false)
 	if err != nil {
 		return Sleepers{}, err
 	}
 	defer m.stop(10 * time.Second)
-	n := d.opts.Sleepers
-	if _, err := d.enqueue(ctx, m, n, d.opts.SleepFor.Milliseconds()); err != nil {
-		return Sleepers{}, err
-	}
 	d.progress("%s: %d sleeping tasks queued; running with %d workers", tg, n, n)
 	p, err := d.startTarget(tg, m, n, dir)
 	if err != nil {

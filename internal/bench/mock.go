@@ -30,6 +30,14 @@ type MockOptions struct {
 	Secret    string
 	// MaxEventsPerPoll caps the events of one task-events answer (mockmanager.Options).
 	MaxEventsPerPoll int
+	// Prefill is how many SLEEP_TASKs of PrefillMillis the mock queues before it listens; their
+	// ids are served at /bench/prefilled.
+	Prefill       int
+	PrefillMillis int64
+	// Uncapped answers every task-events call with all the prefilled tasks not yet acquired, as
+	// the real manager does, instead of at most MaxEventsPerPoll events (see backlog). Tasks
+	// enqueued later through the admin API are not offered then.
+	Uncapped bool
 }
 
 // MockStats are the counters of a bench mock manager. Times are Unix nanoseconds, 0 when the
@@ -61,6 +69,10 @@ type counting struct {
 
 	mu       sync.Mutex
 	acquired map[string]int64
+
+	// prefilled are the tasks queued at start; backlog, when set, answers the polls.
+	prefilled []string
+	backlog   *backlog
 }
 
 type statusWriter struct {
@@ -103,6 +115,9 @@ func (c *counting) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.mu.Unlock()
 		writeJSON(w, out)
 		return
+	case prefilledPath:
+		writeJSON(w, c.prefilled)
+		return
 	}
 	kind := callKind(r)
 	if kind == "" {
@@ -110,7 +125,11 @@ func (c *counting) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sw := &statusWriter{ResponseWriter: w}
-	c.next.ServeHTTP(sw, r)
+	if kind == "poll" && c.backlog != nil {
+		sw.status = c.serveBacklogPoll(w, r)
+	} else {
+		c.next.ServeHTTP(sw, r)
+	}
 	now := time.Now().UnixNano()
 	ok := sw.status >= 200 && sw.status < 300
 	switch kind {
@@ -128,6 +147,9 @@ func (c *counting) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			c.mu.Lock()
 			c.acquired[id] = now
 			c.mu.Unlock()
+			if c.backlog != nil {
+				c.backlog.take(id)
+			}
 		}
 	case "result":
 		if !ok {
@@ -188,15 +210,26 @@ func writeJSON(w http.ResponseWriter, v any) {
 // ServeMock serves a mock manager with call counters until ctx ends. It writes the base URL as
 // the first line of stdout once it listens.
 func ServeMock(ctx context.Context, opts MockOptions, stdout io.Writer) error {
+	maxEvents := opts.MaxEventsPerPoll
+	if opts.Uncapped {
+		// The mock manager only vouches for the call; the backlog answers it.
+		maxEvents = 1
+	}
 	mm, err := mockmanager.New(mockmanager.Options{
 		AccountID:        opts.AccountID,
 		AccountSecret:    opts.Secret,
-		MaxEventsPerPoll: opts.MaxEventsPerPoll,
+		MaxEventsPerPoll: maxEvents,
 	})
 	if err != nil {
 		return err
 	}
 	c := newCounting(mm.Handler())
+	if c.prefilled, err = prefill(mm, opts.Prefill, opts.PrefillMillis); err != nil {
+		return err
+	}
+	if opts.Uncapped {
+		c.backlog = newBacklog(opts.AccountID, c.prefilled)
+	}
 	srv := &http.Server{Handler: c, ReadHeaderTimeout: 10 * time.Second}
 	ln, err := listen(opts.Addr)
 	if err != nil {

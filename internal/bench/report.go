@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -49,6 +50,9 @@ type Settings struct {
 	SettleMs          int64   `json:"settleMs"`
 	WindowMs          int64   `json:"windowMs"`
 	MockMaxEvents     int     `json:"mockMaxEventsPerPoll"`
+	Backlogs          []int   `json:"backlogs,omitempty"`
+	BacklogWorkers    []int   `json:"backlogWorkers,omitempty"`
+	BacklogTasks      int     `json:"backlogTasks,omitempty"`
 	Pinned            bool    `json:"pinned"`
 	MockCPU           string  `json:"mockCpu"`
 	TargetCPU         string  `json:"targetCpu"`
@@ -63,10 +67,16 @@ type Idle struct {
 	CPUPercent float64 `json:"cpuPercent"`
 }
 
-// ThroughputRow is one worker count, measured for each target.
+// ThroughputRow is one scenario (a worker count, and what the mock holds and answers), measured
+// for each target.
 type ThroughputRow struct {
-	Workers int                   `json:"workers"`
-	Results map[string]Throughput `json:"results"`
+	Workers int `json:"workers"`
+	// Queued is how many tasks the mock held at the start.
+	Queued int `json:"queued"`
+	// Uncapped rows answer every poll with the whole queue (a backlog run, which measures the
+	// first Settings.BacklogTasks results); the others with at most Settings.MockMaxEvents.
+	Uncapped bool                  `json:"uncapped"`
+	Results  map[string]Throughput `json:"results"`
 	// Ratios are dlite's figures divided by the floor's.
 	Ratios Ratios `json:"ratios"`
 	// TmpfsRatios are the figures of dlite with its spool on tmpfs divided by the floor's.
@@ -153,6 +163,9 @@ func newReport(opts Options) *Report {
 			SettleMs:        opts.Settle.Milliseconds(),
 			WindowMs:        opts.Window.Milliseconds(),
 			MockMaxEvents:   opts.MaxEventsPerPoll,
+			Backlogs:        opts.Backlogs,
+			BacklogWorkers:  opts.BacklogWorkers,
+			BacklogTasks:    opts.BacklogTasks,
 			Pinned:          opts.Pin,
 			MockCPU:         mockCPU,
 			TargetCPU:       targetCPU,
@@ -187,21 +200,37 @@ func (r *Report) finish() {
 			}
 		}
 		if fl.MockCoresUsed >= 0.9 {
-			r.Notes = append(r.Notes, fmt.Sprintf("%d workers: the mock manager kept %.2f cores busy during the floor's run, "+
+			r.Notes = append(r.Notes, fmt.Sprintf("%s: the mock manager kept %.2f cores busy during the floor's run, "+
 				"about the most it reaches in these runs (it validates every call against the contract and checks the JWE): "+
 				"the floor's throughput is then the mock's capacity, and the floor itself could go faster",
-				row.Workers, fl.MockCoresUsed))
+				row.label(), fl.MockCoresUsed))
 		}
 	}
 	for _, row := range r.Throughput {
-		if row.Workers == 128 {
+		if row.Workers == 128 && !row.Uncapped {
 			r.Targets = append(r.Targets,
 				Target{Name: "throughput at 128 workers", Goal: "≥ 0.7 × floor", Value: row.Ratios.Throughput, Met: row.Ratios.Throughput >= 0.7})
 		}
 	}
 	for _, row := range r.Throughput {
-		r.Targets = append(r.Targets, Target{Name: fmt.Sprintf("CPU per task at %d workers", row.Workers), Goal: "≤ 1.5 × floor",
+		r.Targets = append(r.Targets, Target{Name: "CPU per task, " + row.label(), Goal: "≤ 1.5 × floor",
 			Value: row.Ratios.CPUPerTask, Met: row.Ratios.CPUPerTask > 0 && row.Ratios.CPUPerTask <= 1.5})
+	}
+	// A backlog must not make a task dearer: the largest one against the capped run at the same
+	// worker count.
+	for _, row := range r.Throughput {
+		if !row.Uncapped || row.Queued != slices.Max(r.Settings.Backlogs) {
+			continue
+		}
+		i := slices.IndexFunc(r.Throughput, func(c ThroughputRow) bool { return !c.Uncapped && c.Workers == row.Workers })
+		if i < 0 {
+			continue
+		}
+		capped, backlog := r.Throughput[i].Results[targetDlite], row.Results[targetDlite]
+		tput, cpu := ratio(backlog.TasksPerSecond, capped.TasksPerSecond), ratio(backlog.CPUPerTaskUs, capped.CPUPerTaskUs)
+		r.Targets = append(r.Targets,
+			Target{Name: "throughput, " + row.label() + ", vs capped", Goal: "≥ 0.8 × capped", Value: tput, Met: tput >= 0.8},
+			Target{Name: "CPU per task, " + row.label() + ", vs capped", Goal: "≤ 1.2 × capped", Value: cpu, Met: cpu > 0 && cpu <= 1.2})
 	}
 	if s, ok := r.Sleepers[targetDlite]; ok {
 		r.Targets = append(r.Targets, Target{Name: fmt.Sprintf("RSS with %d sleeping tasks", s.Tasks), Goal: "≤ 150 MiB", Value: s.RSSMiB, Met: s.RSSMiB <= 150})
@@ -211,24 +240,46 @@ func (r *Report) finish() {
 	}
 }
 
+// label names the row in the table and the targets: "16 workers", "16 workers, 20000 queued".
+func (row ThroughputRow) label() string {
+	if row.Uncapped {
+		return fmt.Sprintf("%d workers, %d queued", row.Workers, row.Queued)
+	}
+	return fmt.Sprintf("%d workers", row.Workers)
+}
+
 // WriteTable writes the report as a table for people.
 func (r *Report) WriteTable(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	m, s := r.Machine, r.Settings
 	fmt.Fprintf(bw, "dlite bench — %s, %d cores (%s), %s %s/%s\n", m.Date, m.Cores, m.CPU, m.GoVersion, m.OS, m.Arch)
-	fmt.Fprintf(bw, "poll interval %d ms; %d pre-enqueued no-op tasks per run, medians of %d runs; %d paced tasks at %.0f/s; mock max %d events per poll; pinned: %t (mock CPU %s, runner CPU %s)\n\n",
+	fmt.Fprintf(bw, "poll interval %d ms; %d pre-enqueued no-op tasks per run, medians of %d runs; %d paced tasks at %.0f/s; mock max %d events per poll; pinned: %t (mock CPU %s, runner CPU %s)\n",
 		s.PollIntervalMs, s.Tasks, s.Repeat, s.PacedTasks, s.PacedRatePerSec, s.MockMaxEvents, s.Pinned, s.MockCPU, s.TargetCPU)
+	if len(s.Backlogs) > 0 {
+		fmt.Fprintf(bw, "backlog runs: %v tasks queued, every poll answered with all not yet acquired, the first %d results measured\n",
+			s.Backlogs, s.BacklogTasks)
+	}
+	fmt.Fprintln(bw)
 
 	line := func(cols ...string) {
-		fmt.Fprintf(bw, "%-8s %-34s %12s %12s %8s\n", cols[0], cols[1], cols[2], cols[3], cols[4])
+		fmt.Fprintf(bw, "%-21s %-34s %12s %12s %8s\n", cols[0], cols[1], cols[2], cols[3], cols[4])
 	}
 	line("workers", "metric", "dlite", "floor", "ratio")
 	line("-------", "------", "-----", "-----", "-----")
 	for _, row := range r.Throughput {
 		dl, fl := row.Results[targetDlite], row.Results[targetFloor]
 		w := fmt.Sprint(row.Workers)
+		if row.Uncapped {
+			w = fmt.Sprintf("%d, %d queued", row.Workers, row.Queued)
+		}
 		line(w, "throughput (tasks/s)", f1(dl.TasksPerSecond), f1(fl.TasksPerSecond), f2(row.Ratios.Throughput))
 		line(w, "CPU per task (µs)", f1(dl.CPUPerTaskUs), f1(fl.CPUPerTaskUs), f2(row.Ratios.CPUPerTask))
+		if row.Uncapped {
+			line(w, "cores used (runner)", f2(dl.CoresUsed), f2(fl.CoresUsed), "")
+			line(w, "cores used (mock)", f2(dl.MockCoresUsed), f2(fl.MockCoresUsed), "")
+			line(w, "polls", fmt.Sprint(dl.Polls), fmt.Sprint(fl.Polls), "")
+			continue
+		}
 		line(w, "enqueue→start p50 (ms)", f1(dl.EnqueueToStart.P50), f1(fl.EnqueueToStart.P50), f2(row.Ratios.EnqueueToStartP50))
 		line(w, "enqueue→start p99 (ms)", f1(dl.EnqueueToStart.P99), f1(fl.EnqueueToStart.P99), f2(row.Ratios.EnqueueToStartP99))
 		line(w, "acquire→start under load p50 (ms)", f2(dl.AcquireToStart.P50), f2(fl.AcquireToStart.P50), f2(ratio(dl.AcquireToStart.P50, fl.AcquireToStart.P50)))
@@ -262,7 +313,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if !t.Met {
 			mark = "NOT MET"
 		}
-		fmt.Fprintf(bw, "  %-36s %-14s %8.2f  %s\n", t.Name, t.Goal, t.Value, mark)
+		fmt.Fprintf(bw, "  %-60s %-16s %8.2f  %s\n", t.Name, t.Goal, t.Value, mark)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(bw, "note: %s\n", n)

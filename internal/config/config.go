@@ -55,6 +55,9 @@ type Config struct {
 	SpoolDir string `env:"DLITE_SPOOL_DIR" flag:"spool-dir"`
 	// ResultTTL is how long an undelivered result is kept and retried.
 	ResultTTL time.Duration `env:"DLITE_RESULT_TTL" flag:"result-ttl"`
+	// SpoolSyncDelay is how long a spooled result may wait for delivery before it is fsynced; zero
+	// fsyncs every result before it is sent.
+	SpoolSyncDelay time.Duration `env:"DLITE_SPOOL_SYNC_DELAY" flag:"spool-sync-delay"`
 	// MaxTaskDataBytes is the largest task data accepted, in bytes.
 	MaxTaskDataBytes int64 `env:"DLITE_MAX_TASK_DATA_BYTES" flag:"max-task-data-bytes"`
 	// HTTPAddr is the status page's listen address; empty disables it (Load turns "off" into "").
@@ -133,6 +136,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("spool_dir", c.SpoolDir),
 		slog.Duration("result_ttl", c.ResultTTL),
+		slog.Duration("spool_sync_delay", c.SpoolSyncDelay),
 		slog.Int64("max_task_data_bytes", c.MaxTaskDataBytes),
 		slog.String("http_addr", c.HTTPAddr),
 		slog.String("http_username", c.HTTPUsername),

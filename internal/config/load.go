@@ -26,6 +26,7 @@ const (
 	defaultHeartbeatInterval = 10 * time.Second
 	defaultShutdownGrace     = 5 * time.Minute
 	defaultResultTTL         = 24 * time.Hour
+	defaultSpoolSyncDelay    = 200 * time.Millisecond
 	defaultMaxTaskDataBytes  = 8 << 20
 	defaultHTTPAddr          = "127.0.0.1:3000"
 	// The client certificate pair used when the operator names none and both files exist: where
@@ -73,6 +74,7 @@ var (
 	keyLogLevel                = key{"DLITE_LOG_LEVEL", "log-level"}
 	keySpoolDir                = key{"DLITE_SPOOL_DIR", "spool-dir"}
 	keyResultTTL               = key{"DLITE_RESULT_TTL", "result-ttl"}
+	keySpoolSyncDelay          = key{"DLITE_SPOOL_SYNC_DELAY", "spool-sync-delay"}
 	keyMaxTaskDataBytes        = key{"DLITE_MAX_TASK_DATA_BYTES", "max-task-data-bytes"}
 	keyHTTPAddr                = key{"DLITE_HTTP_ADDR", "http-addr"}
 	keyHTTPUsername            = key{"DLITE_HTTP_USERNAME", "http-username"}
@@ -395,6 +397,11 @@ func settings(m machine) []setting {
 		{key: keyResultTTL, group: gResults, arg: "DURATION", def: defaultResultTTL.String(),
 			usage: "How long an undelivered result is kept and retried (at least 1m).",
 			parse: duration(func(c *Config) *time.Duration { return &c.ResultTTL })},
+		{key: keySpoolSyncDelay, group: gResults, arg: "DURATION", def: defaultSpoolSyncDelay.String(),
+			usage: "How long a finished task's result, written to the spool before it is sent, may wait for the " +
+				"manager before it is fsynced (0 to 1m; 0 fsyncs every result before sending it). A result survives " +
+				"a crash of the runner once written; a power loss only once fsynced.",
+			parse: duration(func(c *Config) *time.Duration { return &c.SpoolSyncDelay })},
 		{key: keyMaxTaskDataBytes, group: gResults, arg: "BYTES", def: strconv.Itoa(defaultMaxTaskDataBytes),
 			defText: strconv.Itoa(defaultMaxTaskDataBytes) + " (8 MiB)",
 			usage:   "Largest task data accepted, in bytes (at least 1024); larger tasks fail without running.",

@@ -113,6 +113,7 @@ func TestDefaults(t *testing.T) {
 		LogLevel:          slog.LevelInfo,
 		SpoolDir:          filepath.Join(home, ".local", "state", "dlite", "spool"),
 		ResultTTL:         24 * time.Hour,
+		SpoolSyncDelay:    200 * time.Millisecond,
 		MaxTaskDataBytes:  8 << 20,
 		HTTPAddr:          "127.0.0.1:3000",
 	}, c)
@@ -173,6 +174,8 @@ func TestEachSettingFromEnvAndFlag(t *testing.T) {
 		{keySpoolDir, "/var/spool/a", "/var/spool/b", nil, "/var/spool/a", "/var/spool/b",
 			func(c *Config) any { return c.SpoolDir }},
 		{keyResultTTL, "1m", "48h", nil, time.Minute, 48 * time.Hour, func(c *Config) any { return c.ResultTTL }},
+		{keySpoolSyncDelay, "0s", "50ms", nil, time.Duration(0), 50 * time.Millisecond,
+			func(c *Config) any { return c.SpoolSyncDelay }},
 		{keyMaxTaskDataBytes, "1024", "1048576", nil, int64(1024), int64(1 << 20),
 			func(c *Config) any { return c.MaxTaskDataBytes }},
 		{keyHTTPAddr, "off", "127.0.0.1:9090", nil, "", "127.0.0.1:9090", func(c *Config) any { return c.HTTPAddr }},

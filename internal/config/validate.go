@@ -21,6 +21,7 @@ const (
 	minPollInterval      = 10 * time.Millisecond
 	minHeartbeatInterval = time.Second
 	minResultTTL         = time.Minute
+	maxSpoolSyncDelay    = time.Minute
 	minMaxTaskDataBytes  = 1 << 10
 	secretHexLen         = 32
 )
@@ -75,6 +76,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ResultTTL < minResultTTL {
 		r.add(keyResultTTL, "must be at least %s, got %q", minResultTTL, c.ResultTTL.String())
+	}
+	if c.SpoolSyncDelay < 0 || c.SpoolSyncDelay > maxSpoolSyncDelay {
+		r.add(keySpoolSyncDelay, "must be between 0s and %s, got %q", maxSpoolSyncDelay, c.SpoolSyncDelay.String())
 	}
 	if c.MaxTaskDataBytes < minMaxTaskDataBytes {
 		r.add(keyMaxTaskDataBytes, "must be at least %d, got %q", minMaxTaskDataBytes, strconv.FormatInt(c.MaxTaskDataBytes, 10))

@@ -66,6 +66,8 @@ func TestValidationErrorsNameTheirSetting(t *testing.T) {
 		{"log format", nil, []string{"--log-format=xml"}, keyLogFormat, `must be text or json, got "xml"`},
 		{"log level", nil, []string{"--log-level=verbose"}, keyLogLevel, `must be debug, info, warn or error, got "verbose"`},
 		{"result ttl", nil, []string{"--result-ttl=30s"}, keyResultTTL, `must be at least 1m0s, got "30s"`},
+		{"spool sync delay negative", nil, []string{"--spool-sync-delay=-1ms"}, keySpoolSyncDelay, `must be between 0s and 1m0s, got "-1ms"`},
+		{"spool sync delay long", nil, []string{"--spool-sync-delay=2m"}, keySpoolSyncDelay, `must be between 0s and 1m0s, got "2m0s"`},
 		{"max data", nil, []string{"--max-task-data-bytes=1023"}, keyMaxTaskDataBytes, `must be at least 1024, got "1023"`},
 		{"max data not a number", nil, []string{"--max-task-data-bytes=8MiB"}, keyMaxTaskDataBytes, `must be a whole number of bytes, got "8MiB"`},
 		{"insecure not a bool", nil, []string{"--tls-insecure-skip-verify=maybe"}, keyTLSInsecureSkipVerify, `must be true or false, got "maybe"`},

@@ -101,6 +101,11 @@ type sendFunc func(ctx context.Context, edit gen.RequestEditorFn) (*http.Respons
 // do sends a request with the Delegate authorization, reads the answer and classifies it. It
 // returns the status and body of a 2xx answer; anything else is an *errs.Error named op.
 func (c *Client) do(ctx context.Context, op string, send sendFunc) (int, []byte, error) {
+	return c.doInto(ctx, op, nil, send)
+}
+
+// doInto is do reading the answer into buf's space when it is large enough.
+func (c *Client) doInto(ctx context.Context, op string, buf []byte, send sendFunc) (int, []byte, error) {
 	tok, err := c.tokens.token()
 	if err != nil {
 		return 0, nil, errs.Wrap(errs.CodeInvalidConfig, op, err)
@@ -123,7 +128,7 @@ func (c *Client) do(ctx context.Context, op string, send sendFunc) (int, []byte,
 		return 0, nil, c.transportError(ctx, op, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
-	body, err := readBody(resp)
+	body, err := readBody(resp, buf)
 	if err != nil {
 		return 0, nil, c.transportError(ctx, op, err)
 	}
@@ -149,14 +154,19 @@ func (c *Client) do(ctx context.Context, op string, send sendFunc) (int, []byte,
 	return 0, nil, e
 }
 
-// readBody reads an answer, at most maxResponseBytes+1 bytes of it. When the length is announced
-// the body is read into a buffer of that size at once instead of one grown from 512 bytes, which
-// spares every call a few allocations and copies.
-func readBody(resp *http.Response) ([]byte, error) {
+// readBody reads an answer, at most maxResponseBytes+1 bytes of it, into buf when it has room.
+// When the length is announced the body is read into a buffer of that size at once instead of
+// one grown from 512 bytes, which spares every call a few allocations and copies.
+func readBody(resp *http.Response, buf []byte) ([]byte, error) {
 	if n := resp.ContentLength; n >= 0 && n <= maxResponseBytes {
 		// net/http stops the body at the announced length and reports an answer cut short as
 		// io.ErrUnexpectedEOF, as io.ReadAll would.
-		body := make([]byte, n)
+		body := buf[:0]
+		if int64(cap(buf)) >= n {
+			body = buf[:n]
+		} else {
+			body = make([]byte, n)
+		}
 		if _, err := io.ReadFull(resp.Body, body); err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
@@ -165,7 +175,13 @@ func readBody(resp *http.Response) ([]byte, error) {
 		}
 		return body, nil
 	}
-	return io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
+	r := io.LimitReader(resp.Body, maxResponseBytes+1)
+	if cap(buf) == 0 {
+		return io.ReadAll(r)
+	}
+	w := bytes.NewBuffer(buf[:0])
+	_, err := w.ReadFrom(r)
+	return w.Bytes(), err
 }
 
 // transportError classifies a failure to get an answer: the manager may be back later. The cause
@@ -245,13 +261,18 @@ func (c *Client) decode(op string, status int, body []byte, v any) error {
 		return malformed(op, status, "the answer is empty")
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		e := &errs.Error{Code: errs.CodeMalformedResponse, Op: op, Status: status, Message: "undecodable answer", Err: err}
-		if excerpt := c.excerpt(body, ""); excerpt != "" {
-			e.Message += " " + strconv.Quote(excerpt)
-		}
-		return e
+		return c.undecodable(op, status, body, err)
 	}
 	return nil
+}
+
+// undecodable is the error of a 2xx answer that could not be decoded, with its start.
+func (c *Client) undecodable(op string, status int, body []byte, err error) error {
+	e := &errs.Error{Code: errs.CodeMalformedResponse, Op: op, Status: status, Message: "undecodable answer", Err: err}
+	if excerpt := c.excerpt(body, ""); excerpt != "" {
+		e.Message += " " + strconv.Quote(excerpt)
+	}
+	return e
 }
 
 func malformed(op string, status int, msg string) error {

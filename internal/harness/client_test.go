@@ -278,7 +278,9 @@ func TestPollWithoutEvents(t *testing.T) {
 
 func TestPollRejectsWhatIsNotAnEventList(t *testing.T) {
 	t.Parallel()
-	for _, body := range []string{`not json`, `{"delegateTaskEvents":{"a":1}}`, `[1,2]`} {
+	for _, body := range []string{`not json`, `{"delegateTaskEvents":{"a":1}}`, `[1,2]`, `"events"`, `{"delegateTaskEvents":"t-1"}`,
+		`{"delegateTaskEvents":[{"delegateTaskId":"t-1"}]} trailing`, `{"delegateTaskEvents":[{"delegateTaskId":"t-1"}`,
+		`{"delegateTaskEvents":[{"delegateTaskId":"t-1","sync":tru}]}`, "{\"delegateTaskEvents\":[{\"delegateTaskId\":\"t\x01\"}]}"} {
 		endpoint, _ := newServer(t, reply(http.StatusOK, body))
 		c := newClient(t, endpoint, nil)
 		_, err := c.Poll(t.Context(), "del-123")

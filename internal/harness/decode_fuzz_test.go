@@ -117,11 +117,18 @@ func FuzzPollAnswer(f *testing.F) {
 	f.Add(byte(0), []byte(`[]`))
 	f.Add(byte(2), []byte(``))
 	f.Add(byte(8), []byte(`{"code":"busy"}`))
+	f.Add(byte(0), []byte(`{"DelegateTaskEvents":[{"delegate\u0054askId":"t-\u00e9","TASKTYPE":"X","sync":null,"sync":true}]}`))
+	f.Add(byte(0), []byte(`{"delegateTaskEvents":[{"delegateTaskId":"a"}],"delegateTaskEvents":[{"delegateTaskId":"b","x":[{"y":-1.5e3}]}]} `))
+	f.Add(byte(0), []byte(`{"delegateTaskEvents":[{"delegateTaskId":"a"}]}{}`))
+	f.Add(byte(0), []byte(`{"delegateTaskEvents":[{"delegateTaskId":"a","eventType":5},{"delegateTaskId":"b","taskType":[]}]}`))
 	a, c := fuzzClient(f)
 	f.Fuzz(func(t *testing.T, statusByte byte, body []byte) {
 		status := fuzzStatus(statusByte)
 		a.set(status, body, "", false)
 		events, err := c.Poll(context.Background(), "del-1")
+		if status >= 200 && status <= 299 && status != http.StatusNoContent && !json.Valid(body) && !isBlank(body) {
+			require.ErrorIs(t, err, errs.ErrMalformedResponse, "an answer that is not JSON got through")
+		}
 		if err != nil {
 			requireClassified(t, status, err)
 			return
@@ -132,6 +139,9 @@ func FuzzPollAnswer(f *testing.F) {
 		}
 	})
 }
+
+// isBlank reports whether body is nothing but whitespace, which Poll takes for no events.
+func isBlank(body []byte) bool { return len(bytes.TrimSpace(body)) == 0 }
 
 // FuzzAcquireAnswer feeds arbitrary acquire answers to Acquire: it never panics, fails only as
 // its status says (a 2xx only as malformed or, when empty, as a conflict), and a task it returns

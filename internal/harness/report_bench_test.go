@@ -63,10 +63,18 @@ func BenchmarkRunnerResponseBody(b *testing.B) {
 
 // BenchmarkPoll1000Events polls an answer of a thousand task events, a full page of the mock
 // manager, over loopback: the per-poll cost of a runner with many queued tasks.
-func BenchmarkPoll1000Events(b *testing.B) {
+func BenchmarkPoll1000Events(b *testing.B) { benchmarkPoll(b, 1000) }
+
+// BenchmarkPoll10000Events polls the uncapped answer of a manager with 10,000 queued tasks.
+func BenchmarkPoll10000Events(b *testing.B) { benchmarkPoll(b, 10000) }
+
+// BenchmarkPoll20000Events polls the uncapped answer of a manager with 20,000 queued tasks.
+func BenchmarkPoll20000Events(b *testing.B) { benchmarkPoll(b, 20000) }
+
+func benchmarkPoll(b *testing.B, n int) {
 	var page strings.Builder
 	page.WriteString(`{"delegateTaskEvents":[`)
-	for i := range 1000 {
+	for i := range n {
 		if i > 0 {
 			page.WriteByte(',')
 		}
@@ -88,7 +96,7 @@ func BenchmarkPoll1000Events(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		events, err := c.Poll(ctx, "d-1")
-		if err != nil || len(events) != 1000 {
+		if err != nil || len(events) != n {
 			b.Fatalf("poll: %d events, %v", len(events), err)
 		}
 	}

@@ -96,3 +96,44 @@ func TestResultSurvivesAKillWhileTheManagerIsAway(t *testing.T) {
 		})
 	}
 }
+
+// A result is written to the spool before it is sent but fsynced only when the manager has not
+// taken it within DLITE_SPOOL_SYNC_DELAY. A runner killed with SIGKILL right after the task
+// finished, long before that delay, loses nothing either: what was written is the kernel's, not
+// the process's. The next start delivers it, exactly once, and does not run the task again.
+func TestUnsyncedResultSurvivesAKill(t *testing.T) {
+	t.Parallel()
+	mm := newManager(t, mockmanager.Options{})
+	env := managerSettings(t, mm, mm.URL)
+	// Nothing syncs the result before the kill: the delay is far longer than the test.
+	env["DLITE_SPOOL_SYNC_DELAY"] = "1m"
+	spool := env["DLITE_SPOOL_DIR"]
+
+	first := startRunner(t, "first", env)
+	id := enqueue(t, mm, "SLEEP_TASK", sleepTask(300))
+	holder := deref(waitState(t, mm, id, mockmanager.StateAcquired).AcquiredBy)
+	logged(t, first, "task started")
+	// The manager stops taking anything, results included.
+	require.NoError(t, mm.SetFaults(mockmanager.Faults{ErrorRate: new(float32(1))}))
+	logged(t, first, "task finished")
+	first.Kill()
+
+	st, err := mm.Task(id)
+	require.NoError(t, err)
+	require.Empty(t, st.Responses, "the manager took nothing")
+	require.Len(t, spoolEntries(t, spool), 1, "the result written before the kill is in the spool")
+
+	second := startRunner(t, "second", env)
+	logged(t, second, "delivering a result kept from an earlier run")
+	require.NoError(t, mm.SetFaults(mockmanager.Faults{}))
+	st = waitDone(t, mm, id)
+	require.Len(t, st.Responses, 1)
+	require.Equal(t, "OK", st.Responses[0].Code)
+	require.Equal(t, holder, deref(st.Responses[0].DelegateId))
+	eventually(t, "the delivered result to leave the spool", func() bool { return len(spoolEntries(t, spool)) == 0 })
+	require.NoError(t, second.Stop(waitFor))
+	require.Zero(t, count(second, "task started", ""), "the task is not run again")
+	st, err = mm.Task(id)
+	require.NoError(t, err)
+	require.Len(t, st.Responses, 1, "exactly one answer reached the manager")
+}

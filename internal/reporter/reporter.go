@@ -33,6 +33,11 @@ type Options struct {
 	Sender Sender
 	// Spool keeps results across crashes; nil keeps them in memory only.
 	Spool *spool.Spool
+	// SyncDelay is how long a spooled result may wait for delivery before it is fsynced. A
+	// result is always written to the spool before it is sent, which a crash of the process
+	// cannot undo; only one still undelivered after SyncDelay (or when the runner stops) is made
+	// to survive a power loss too. Zero fsyncs every result before it is sent.
+	SyncDelay time.Duration
 	// TTL is how long a result is retried before it is given up. Default 24h.
 	TTL time.Duration
 	// Backoff is the wait between attempts. Default 500ms doubling to 1m.
@@ -106,6 +111,12 @@ func (r *Reporter) Start(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if len(items) > 0 {
+		// A process that crashed may have left them written but not synced.
+		if err := r.opts.Spool.SyncAll(); err != nil {
+			r.logger.Error("could not sync the results kept from an earlier run", "err", err)
+		}
+	}
 	for _, it := range items {
 		r.logger.Info("delivering a result kept from an earlier run",
 			"task_id", it.Entry.Result.TaskID, "code", it.Entry.Result.Code, "stored_at", it.Entry.StoredAt)
@@ -114,14 +125,19 @@ func (r *Reporter) Start(ctx context.Context) (int, error) {
 	return len(items), nil
 }
 
-// Deliver stores res (durably when there is a spool) and sends it in the background. It returns
-// once the result is stored.
+// Deliver stores res in the spool, when there is one, and sends it in the background. It returns
+// once the result is written (and fsynced, when SyncDelay is zero).
 func (r *Reporter) Deliver(res manager.Result) {
 	storedAt := r.opts.Now()
 	key := ""
 	if r.opts.Spool != nil {
 		var err error
-		if key, err = r.opts.Spool.Put(res, storedAt); err != nil {
+		if r.opts.SyncDelay > 0 {
+			key, err = r.opts.Spool.Write(res, storedAt)
+		} else {
+			key, err = r.opts.Spool.Put(res, storedAt)
+		}
+		if err != nil {
 			// Still deliver from memory: a full disk must not cost the result while we run.
 			r.logger.Error("could not spool result; it is kept in memory only", "task_id", res.TaskID, "err", err)
 		}
@@ -157,10 +173,15 @@ func (r *Reporter) wakeChan() <-chan struct{} {
 	return r.wake
 }
 
-// Flush tries the results waiting to be tried again at once, then waits until nothing is pending
-// or ctx ends: a runner that stops does not sleep through its grace period while the manager
-// could take its results.
+// Flush makes the spooled results durable, tries the results waiting to be tried again at once,
+// then waits until nothing is pending or ctx ends: a runner that stops does not sleep through its
+// grace period while the manager could take its results.
 func (r *Reporter) Flush(ctx context.Context) error {
+	if r.opts.Spool != nil && r.Pending() > 0 {
+		if err := r.opts.Spool.SyncAll(); err != nil {
+			r.logger.Error("could not sync the spooled results", "err", err)
+		}
+	}
 	r.mu.Lock()
 	idle := r.idle
 	r.wakeLocked(r.opts.Now())
@@ -212,6 +233,11 @@ func (r *Reporter) deliver(ctx context.Context, key string, res manager.Result, 
 			logger = r.logger.With("task_id", res.TaskID, "task_type", res.TaskType, "code", res.Code)
 		}
 		return logger
+	}
+	if key != "" && r.opts.SyncDelay > 0 {
+		// Results the manager takes at once are removed before this fires, and never synced.
+		syncLater := time.AfterFunc(r.opts.SyncDelay, func() { r.sync(key, res) })
+		defer syncLater.Stop()
 	}
 	expires := storedAt.Add(r.opts.TTL)
 	attempts := 0
@@ -269,4 +295,12 @@ func (r *Reporter) send(ctx context.Context, res manager.Result) error {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.CallTimeout)
 	defer cancel()
 	return r.opts.Sender.Report(ctx, res)
+}
+
+// sync makes a spooled result that is still undelivered durable.
+func (r *Reporter) sync(key string, res manager.Result) {
+	if err := r.opts.Spool.Sync(key); err != nil {
+		r.logger.Error("could not sync a spooled result; it survives a crash of the runner, not of the machine",
+			"task_id", res.TaskID, "task_type", res.TaskType, "err", err)
+	}
 }

@@ -200,3 +200,70 @@ func TestRetryAfterOutlastsAnAnswer(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	require.Empty(t, s.delivered(), "the manager asked for an hour")
 }
+
+// A result the manager takes before SyncDelay is written to the spool and removed, never synced;
+// one that waits longer is synced once; with no delay every result is synced before it is sent.
+func TestResultsAreSyncedOnlyWhenDeliveryWaits(t *testing.T) {
+	t.Parallel()
+	t.Run("delivered at once", func(t *testing.T) {
+		t.Parallel()
+		sp, err := spool.Open(t.TempDir(), nil)
+		require.NoError(t, err)
+		defer sp.Close()
+		s := &sender{}
+		r, _ := start(t, reporter.Options{Sender: s, Spool: sp, SyncDelay: time.Hour})
+		for _, id := range []string{"t-1", "t-2", "t-3"} {
+			r.Deliver(manager.Result{TaskID: id, Code: manager.CodeOK})
+		}
+		require.Eventually(t, func() bool { return r.Pending() == 0 }, 10*time.Second, time.Millisecond)
+		require.Len(t, s.delivered(), 3)
+		require.Zero(t, sp.Len())
+		require.Zero(t, sp.Syncs())
+	})
+	t.Run("left waiting", func(t *testing.T) {
+		t.Parallel()
+		sp, err := spool.Open(t.TempDir(), nil)
+		require.NoError(t, err)
+		defer sp.Close()
+		s := &sender{failures: []error{errs.ErrManagerUnavailable, errs.ErrManagerUnavailable, errs.ErrManagerUnavailable}}
+		r, _ := start(t, reporter.Options{Sender: s, Spool: sp, SyncDelay: 20 * time.Millisecond,
+			Backoff: retry.Policy{Initial: time.Hour, Max: time.Hour}})
+		r.Deliver(manager.Result{TaskID: "t-1", Code: manager.CodeOK})
+		require.Equal(t, 1, sp.Len(), "written before it is sent")
+		require.Eventually(t, func() bool { return sp.Syncs() == 1 }, 10*time.Second, time.Millisecond)
+		require.Empty(t, s.delivered())
+	})
+	t.Run("no delay", func(t *testing.T) {
+		t.Parallel()
+		sp, err := spool.Open(t.TempDir(), nil)
+		require.NoError(t, err)
+		defer sp.Close()
+		s := &sender{}
+		r, _ := start(t, reporter.Options{Sender: s, Spool: sp})
+		r.Deliver(manager.Result{TaskID: "t-1", Code: manager.CodeOK})
+		require.Equal(t, 1, sp.Syncs(), "synced before Deliver returns")
+		flush(t, r)
+		require.Len(t, s.delivered(), 1)
+	})
+}
+
+// A runner that stops with results undelivered makes them durable before it waits for them.
+func TestFlushSyncsWhatIsPending(t *testing.T) {
+	t.Parallel()
+	sp, err := spool.Open(t.TempDir(), nil)
+	require.NoError(t, err)
+	defer sp.Close()
+	s := &sender{failures: []error{errs.ErrManagerUnavailable}}
+	r, _ := start(t, reporter.Options{Sender: s, Spool: sp, SyncDelay: time.Hour,
+		Backoff: retry.Policy{Initial: time.Hour, Max: time.Hour}})
+	r.Deliver(manager.Result{TaskID: "t-1", Code: manager.CodeOK})
+	require.Eventually(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.calls == 1
+	}, 10*time.Second, time.Millisecond)
+	require.Zero(t, sp.Syncs())
+	flush(t, r)
+	require.Equal(t, 1, sp.Syncs())
+	require.Len(t, s.delivered(), 1)
+}

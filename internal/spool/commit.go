@@ -100,8 +100,9 @@ func (s *Spool) submit(p *pending) error {
 	return p.err
 }
 
-// commit writes the records of group with one write and, when the group stores anything, makes
-// them durable with one fdatasync. Deletes are done as soon as they are written. self is the
+// commit writes the records of group with one write and, when an operation of the group must be
+// durable and the active segment holds anything not yet synced, makes it durable with one
+// fdatasync. Deletes are done as soon as they are written. self is the
 // leading operation, which learns its outcome from its own err. s.io is held.
 func (s *Spool) commit(self *pending, group []*pending) {
 	fail := func(err error) {
@@ -134,24 +135,35 @@ func (s *Spool) commit(self *pending, group []*pending) {
 		s.buf = nil
 	}
 	base := act.size
-	s.writes++
-	if _, err := act.f.Write(buf); err != nil {
-		// Nothing of the group is acknowledged yet: cut the partial write off so that the next
-		// records do not follow garbage.
-		if terr := os.Truncate(filepath.Join(s.dir, act.name), base); terr != nil {
-			act.broken = true
+	if len(buf) > 0 {
+		s.writes++
+		if _, err := act.f.Write(buf); err != nil {
+			// Nothing of the group is acknowledged yet: cut the partial write off so that the next
+			// records do not follow garbage.
+			if terr := os.Truncate(filepath.Join(s.dir, act.name), base); terr != nil {
+				act.broken = true
+			}
+			fail(fmt.Errorf("write %s: %w", act.name, err))
+			return
 		}
-		fail(fmt.Errorf("write %s: %w", act.name, err))
-		return
+		act.size += int64(len(buf))
 	}
-	act.size += int64(len(buf))
+	// What needs no fsync is done once written: a removal, and an entry stored by Write, which
+	// is indexed before its caller hears of it so that Sync and Remove find it.
+	s.mu.Lock()
+	for _, g := range group {
+		if !g.durable {
+			s.placePuts(g, act, base)
+		}
+	}
+	s.mu.Unlock()
 	for _, g := range group {
 		if !g.durable && g != self {
 			g.told = true
 			g.done <- commitResult{}
 		}
 	}
-	if durable {
+	if durable && act.size > act.synced {
 		s.syncs++
 		if err := syncData(act.f); err != nil {
 			// After a failed fsync the kernel may have dropped the pages it could not write:
@@ -169,8 +181,8 @@ func (s *Spool) commit(self *pending, group []*pending) {
 	}
 	s.mu.Lock()
 	for _, g := range group {
-		for _, r := range g.puts {
-			s.place(r.key, loc{seg: act, off: base + int64(g.at+r.off), n: r.n})
+		if g.durable {
+			s.placePuts(g, act, base)
 		}
 	}
 	for _, c := range copies {
@@ -182,6 +194,13 @@ func (s *Spool) commit(self *pending, group []*pending) {
 	}
 	s.mu.Unlock()
 	s.dropDeadSegments()
+}
+
+// placePuts indexes the entries g stored in act, whose write started at base; s.mu is held.
+func (s *Spool) placePuts(g *pending, act *segment, base int64) {
+	for _, r := range g.puts {
+		s.place(r.key, loc{seg: act, off: base + int64(g.at+r.off), n: r.n})
+	}
 }
 
 // active returns the segment records are appended to, or nil before the first one is made.

@@ -114,8 +114,8 @@ func open(dir string, logger *slog.Logger, lim limits) (*Spool, error) {
 // Dir returns the spool's directory.
 func (s *Spool) Dir() string { return s.dir }
 
-// Close releases the spool's lock. Stored entries stay for the next Open; Put and Remove fail
-// once Close has been called.
+// Close makes what is written durable and releases the spool's lock. Stored entries stay for the
+// next Open; Put, Write, Sync and Remove fail once Close has been called.
 func (s *Spool) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -129,13 +129,28 @@ func (s *Spool) Close() error {
 	defer s.io.Unlock()
 	var err error
 	if act := s.active(); act != nil && act.f != nil {
-		err = act.f.Close()
+		// What Write stored without an fsync becomes durable when the runner stops.
+		if act.size > act.synced && !act.broken {
+			s.syncs++
+			err = syncData(act.f)
+		}
+		if cerr := act.f.Close(); err == nil {
+			err = cerr
+		}
 		act.f = nil
 	}
 	if cerr := s.lock.Close(); err == nil { // closing the descriptor releases the lock
 		err = cerr
 	}
 	return err
+}
+
+// Syncs returns how many fdatasyncs the log has had since Open: what keeping results durable has
+// cost.
+func (s *Spool) Syncs() int {
+	s.io.Lock()
+	defer s.io.Unlock()
+	return s.syncs
 }
 
 // Len returns the number of stored entries.
@@ -151,6 +166,46 @@ func (s *Spool) Len() int {
 // committed together by the next one (a group commit): one write and one fdatasync for the
 // group, which is what makes a busy runner's results cheap to keep.
 func (s *Spool) Put(r manager.Result, storedAt time.Time) (string, error) {
+	return s.put(r, storedAt, true)
+}
+
+// Write stores r as Put does but returns once its record is written to the log, without waiting
+// for an fdatasync: the entry survives a crash of the process (the kernel has it), not a power
+// loss or a crash of the kernel until Sync, SyncAll or Close makes it durable. A result that is
+// delivered and removed within moments never needs the fsync.
+func (s *Spool) Write(r manager.Result, storedAt time.Time) (string, error) {
+	return s.put(r, storedAt, false)
+}
+
+// Sync makes the entry stored under key durable, if it is still stored. Syncs that arrive while a
+// commit runs share the next one; an entry already durable costs nothing.
+func (s *Spool) Sync(key string) error {
+	s.mu.Lock()
+	_, ok := s.index[key]
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return errs.Wrap(errs.CodeUnknown, "sync spooled result "+key, os.ErrClosed)
+	}
+	if !ok {
+		return nil
+	}
+	if err := s.submit(&pending{durable: true}); err != nil {
+		return errs.Wrap(errs.CodeUnknown, "sync spooled result "+key, err)
+	}
+	return nil
+}
+
+// SyncAll makes everything written to the spool so far durable: one fdatasync when anything
+// written is not yet on stable storage, nothing otherwise.
+func (s *Spool) SyncAll() error {
+	if err := s.submit(&pending{durable: true}); err != nil {
+		return errs.Wrap(errs.CodeUnknown, "sync spool "+s.dir, err)
+	}
+	return nil
+}
+
+func (s *Spool) put(r manager.Result, storedAt time.Time, durable bool) (string, error) {
 	key := fmt.Sprintf("%019d-%s-%s", storedAt.UnixNano(), safe(r.TaskID), uuid.NewString()[:8])
 	entry, err := json.Marshal(Entry{Result: r, StoredAt: storedAt})
 	if err == nil && len(entry) > maxPayload-len(key)-64 {
@@ -159,7 +214,7 @@ func (s *Spool) Put(r manager.Result, storedAt time.Time) (string, error) {
 	if err != nil {
 		return "", errs.Wrap(errs.CodeUnknown, "spool result of task "+r.TaskID, err)
 	}
-	p := &pending{durable: true}
+	p := &pending{durable: durable}
 	p.data = appendPut(make([]byte, 0, headerSize+len(putPrefix)+len(key)+len(putMiddle)+len(entry)+3), key, entry)
 	p.one[0] = putRef{key: key, n: len(p.data)}
 	p.puts = p.one[:]

@@ -502,3 +502,74 @@ func TestConcurrentTrafficWithSmallSegments(t *testing.T) {
 	}
 	require.Equal(t, live, got)
 }
+
+// An entry stored by Write is written at once and fsynced only when asked: by Sync while it is
+// still stored, by SyncAll, or by Close. A removed entry and an entry already durable cost no
+// fsync.
+func TestWriteSyncsOnlyWhenAsked(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := openTest(t, dir, defaultLimits, nil)
+	step := func(op func()) []int {
+		w0, y0 := counts(s)
+		op()
+		w1, y1 := counts(s)
+		return []int{w1 - w0, y1 - y0}
+	}
+	write := func(id string) string {
+		key, err := s.Write(testResult(id), time.Now())
+		require.NoError(t, err)
+		return key
+	}
+	var a, b, c string
+	require.Equal(t, []int{1, 0}, step(func() { a = write("a") }), "Write is one write, no fdatasync")
+	require.Equal(t, 1, s.Len())
+	require.Equal(t, []int{0, 1}, step(func() { require.NoError(t, s.Sync(a)) }), "Sync of an unsynced entry")
+	require.Equal(t, []int{0, 0}, step(func() { require.NoError(t, s.Sync(a)) }), "Sync of a durable entry")
+
+	require.Equal(t, []int{1, 0}, step(func() { b = write("b") }))
+	require.Equal(t, []int{1, 0}, step(func() { require.NoError(t, s.Remove(b)) }))
+	require.Equal(t, []int{0, 0}, step(func() { require.NoError(t, s.Sync(b)) }), "Sync of a removed entry")
+
+	require.Equal(t, []int{0, 1}, step(func() { require.NoError(t, s.SyncAll()) }), "SyncAll with a removal unsynced")
+	require.Equal(t, []int{0, 0}, step(func() { require.NoError(t, s.SyncAll()) }), "SyncAll with nothing unsynced")
+
+	c = write("c")
+	require.Equal(t, []int{0, 1}, step(func() { require.NoError(t, s.Close()) }), "Close syncs what Write left")
+	require.Error(t, s.Sync(c))
+	require.Error(t, s.SyncAll())
+	_, err := s.Write(testResult("d"), time.Now())
+	require.Error(t, err)
+
+	s = openTest(t, dir, defaultLimits, nil)
+	defer s.Close()
+	require.Equal(t, []string{"a", "c"}, loadIDs(t, s))
+}
+
+// A crash of the process leaves what Write wrote in the kernel's hands: the next Open finds it
+// although no fdatasync ran.
+func TestWrittenEntrySurvivesTheProcess(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := openTest(t, dir, defaultLimits, nil)
+	kept, err := s.Write(testResult("kept"), time.Now())
+	require.NoError(t, err)
+	gone, err := s.Write(testResult("gone"), time.Now())
+	require.NoError(t, err)
+	require.NoError(t, s.Remove(gone))
+	_, syncs := counts(s)
+	require.Zero(t, syncs)
+	// What the kernel does when the process dies: the descriptors close, nothing is synced.
+	s.io.Lock()
+	require.NoError(t, s.active().f.Close())
+	require.NoError(t, s.lock.Close())
+	s.io.Unlock()
+
+	s = openTest(t, dir, defaultLimits, nil)
+	defer s.Close()
+	items, err := s.Load()
+	require.NoError(t, err)
+	require.Len(t, items, 1)
+	require.Equal(t, kept, items[0].Key)
+	require.Equal(t, "kept", items[0].Entry.Result.TaskID)
+}
