@@ -107,22 +107,18 @@ type DockerDelegateMetaInfo struct {
 // (`stageRuntimeID`, `correlationID`, `startStepRequest`). The step itself is lite-engine's
 // snake_case request in every form.
 type DockerExecuteData struct {
-	CorrelationID string `json:"correlationID,omitempty"`
-	CorrelationId string `json:"correlation_id,omitempty"`
-
-	// ExecuteStepRequest One step of a stage (also harness-docker-runner's `/step` body).
-	ExecuteStepRequest ExecuteVMRequest `json:"execute_step_request,omitempty"`
+	CorrelationID      string            `json:"correlationID,omitempty"`
+	CorrelationId      string            `json:"correlation_id,omitempty"`
+	ExecuteStepRequest *ExecuteVMRequest `json:"execute_step_request,omitempty"`
 
 	// Id The stage runtime id, as cleanup names it.
-	Id                    string           `json:"id,omitempty"`
-	IpAddress             string           `json:"ip_address,omitempty"`
-	PoolId                string           `json:"pool_id,omitempty"`
-	StageRuntimeID        string           `json:"stageRuntimeID,omitempty"`
-	StageRuntimeId        string           `json:"stage_runtime_id,omitempty"`
-	StartStepRequestCamel StartStepRequest `json:"startStepRequest,omitempty"`
-
-	// StartStepRequest The step (lite-engine's start step request). An empty `image` runs on the host.
-	StartStepRequest StartStepRequest `json:"start_step_request,omitempty"`
+	Id                    string            `json:"id,omitempty"`
+	IpAddress             string            `json:"ip_address,omitempty"`
+	PoolId                string            `json:"pool_id,omitempty"`
+	StageRuntimeID        string            `json:"stageRuntimeID,omitempty"`
+	StageRuntimeId        string            `json:"stage_runtime_id,omitempty"`
+	StartStepRequestCamel *StartStepRequest `json:"startStepRequest,omitempty"`
+	StartStepRequest      *StartStepRequest `json:"start_step_request,omitempty"`
 }
 
 // DockerHostVolume defines model for DockerHostVolume.
@@ -136,23 +132,20 @@ type DockerHostVolume struct {
 // (`id`, `pool_id`, `log_key`, `setup_request`) or the bean's camelCase (`id`, `poolID`, `logKey`,
 // `config`). When both are present the snake_case keys win.
 type DockerInitializeData struct {
-	// Config The camelCase stage setup of CIDockerInitializeTaskRequest (field names inferred).
-	Config        DockerSetupConfig `json:"config,omitempty"`
-	CorrelationID string            `json:"correlationID,omitempty"`
-	CorrelationId string            `json:"correlation_id,omitempty"`
+	Config        *DockerSetupConfig `json:"config,omitempty"`
+	CorrelationID string             `json:"correlationID,omitempty"`
+	CorrelationId string             `json:"correlation_id,omitempty"`
 
 	// Id The stage runtime id (required; checked by the handler).
-	Id          string             `json:"id,omitempty"`
-	InfraType   string             `json:"infra_type,omitempty"`
-	LogKeyCamel string             `json:"logKey,omitempty"`
-	LogKey      string             `json:"log_key,omitempty"`
-	PoolID      string             `json:"poolID,omitempty"`
-	PoolId      string             `json:"pool_id,omitempty"`
-	Services    []ExecuteVMRequest `json:"services,omitempty"`
-
-	// SetupRequest The stage itself (lite-engine's setup request).
-	SetupRequest SetupRequest      `json:"setup_request,omitempty"`
-	Tags         map[string]string `json:"tags,omitempty"`
+	Id           string             `json:"id,omitempty"`
+	InfraType    string             `json:"infra_type,omitempty"`
+	LogKeyCamel  string             `json:"logKey,omitempty"`
+	LogKey       string             `json:"log_key,omitempty"`
+	PoolID       string             `json:"poolID,omitempty"`
+	PoolId       string             `json:"pool_id,omitempty"`
+	Services     []ExecuteVMRequest `json:"services,omitempty"`
+	SetupRequest *SetupRequest      `json:"setup_request,omitempty"`
+	Tags         map[string]string  `json:"tags,omitempty"`
 }
 
 // DockerLogConfig defines model for DockerLogConfig.
@@ -210,12 +203,9 @@ type DockerTaskFailure struct {
 
 // DockerVolume A stage volume in the bean's spelling (`hostVolume`), or the VM spelling (`host`, `temp`).
 type DockerVolume struct {
-	// Host A directory of the runner's host; the one named `harness` is the stage's workspace.
-	Host       HostVolume       `json:"host,omitempty"`
-	HostVolume DockerHostVolume `json:"hostVolume,omitempty"`
-
-	// Temp A volume that lives as long as the stage.
-	Temp TempVolume `json:"temp,omitempty"`
+	Host       *HostVolume       `json:"host,omitempty"`
+	HostVolume *DockerHostVolume `json:"hostVolume,omitempty"`
+	Temp       *TempVolume       `json:"temp,omitempty"`
 }
 
 // ExecuteVMRequest One step of a stage (also harness-docker-runner's `/step` body).
@@ -473,11 +463,8 @@ type VMTaskFailure struct {
 
 // Volume A stage volume; exactly one of `temp` and `host`.
 type Volume struct {
-	// Host A directory of the runner's host; the one named `harness` is the stage's workspace.
-	Host HostVolume `json:"host,omitempty"`
-
-	// Temp A volume that lives as long as the stage.
-	Temp TempVolume `json:"temp,omitempty"`
+	Host *HostVolume `json:"host,omitempty"`
+	Temp *TempVolume `json:"temp,omitempty"`
 }
 
 // VolumeMount defines model for VolumeMount.
@@ -1182,77 +1169,78 @@ func (sh *strictHandler) VmInitializeTask(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Fxtc+M4cv4rKCZVI1/RGt/sVj7Yn3yyN6vs2DOxPL4kpykSIlsSTiDAAKA12i3/91QDIEVKpF78cpnb",
-	"2i+7HgkEgUa/PP10Q78FicxyKUAYHZz/FijQuRQa7D+uZLIA9RNlvFCAHyRSGBAG/6R5zllCDZPi/d+1",
-	"FPiZTuaQUfzrXxVMg/PgX96vZ3/vvtXv3az3VC/KmZ+ensIgBZ0oluOEwXlwPwdiqF6QKWUc0gsSp9TQ",
-	"mDBNzBwIFXoJyv6ZUUFnoIgCmup+8BQGDzevveSHmzdb7lPo12AlPpBZRkV6/Q2SAqceGWoK+w2IIgvO",
-	"/xaMvgwG16NREAY/XQ4/frm7DsLg7svt7fD234Mw+M8v11+ur4IwGP0y/Pz5+ir4GgZmlUNwHmijmJih",
-	"fNwBDDhQUeRX1Njtb+8Hd0DklFAyGEZXnwa/XN9Fg4/Xl7dfPkf3l6Nfzkn82zhIpFLArVAjlo6DcBzg",
-	"/55iItXmgOFV7ft+EAa5kjkow5y6NUbiB1srb76sdYj7eHs32tAZEFUIwzIgLCU9Bf9bMIWHlcwhWUBK",
-	"Jit7RHMqUg7qBFe4Nb+dJ/LztC/iqXpMTv4OiVnL/Ao4zKiBGzB0KKYSH27KYC61uaUZ7Njb9tvKnaB+",
-	"sLR25pvvd3oFx5359X9dD77cX/szn1MlQOvT1E54qgohQL3TJH6vDeQxmch0RXrxppjicCzwQ2UiHBfh",
-	"kkGbOCT9fv8ktHJ/uCFTqTLSi8Gtszn0JESVSmgGfEA1EFkYUGQBKz0W/oV37n3DqzgkcUOd8AP7+pGB",
-	"/K6csU+cakBOmNHAp2iwnBk4BTFjAt7psdCCLiBK8I1+JYQJAo+gVna5/bF4G01uE8I+R+UP+OHGb/EY",
-	"iwgJ1SRxXoEImoEmzLTaAMsjmqYKtG5deC4l79pU85i6h+y2MDuocZbWv3P+aRqc/223iEabTz59DYNv",
-	"pzN5KqzdBZsDBqhx1TuPOo7td3X7hp+lNg+SF872m/rUIQTR5Shyaub7XYV93A/u9hlDwQyjnP16pNsY",
-	"3g7vh5cfh//jPEdorYaZOSiic+Ccidk5qRkXZwso3YBmE/we7RpdB4m9SuGfXM6iBaysQYMpav4B3QNO",
-	"MAEq3umap6jP4lwBl7NfcI6xiBMppmyGvuCvcxBkIs2cUAUkV6BBGDtjbZnob8iSiXazx6kOwz8jXPvA",
-	"PdD0B99v7GNiqmjkPm55vRPq9ldN8/poR1VG5Y+z05F0SGOnjwH1yBJvOQYy/Ryv6WelStGVm7Sma3vt",
-	"HgfXJ6MzuwiapgzPhfLPDcXZ2sKGLXZ7jY9yNqi0rqmNNElkIUyHAJlImYLEfMm5pHU5TqTEGGBXIRcg",
-	"Wp8uFD8K+IzckazhbHOpoJRUN6A1nXUhHxCGTRmo9q+zrge7dHKX99TVKnefcbUlaEFh1Xqr+b7ukM7a",
-	"F7Qa8NqVOVO2yogOdzDcdNKYqHjNI70pA56WsVxMQSlIT7aBN4jHF6lnGEwZP8LefmIc2myM15V5vwtd",
-	"6/5TGGSo616c+F9ro6LgnE44BOdGFRBuqrh3TPjpqV6w/FTmbvunuWTCoLJNKdeAygJmKdVi38Ju/TDr",
-	"MBIFpimULkFWEjBslxoY0OYUF8Y5m4FIgLiIE5IF5BaWmrW3h0SqlBTCyCKZQ1pz6P7YarsPzgNMiPt3",
-	"dFla4VMYPFo0cvixOul7DLO1uW7ngCpbZbx3noBol4BPpOXU7nQNNv5ks28d1iyF6nq+/U5bWODSbo9r",
-	"N9ylMmxKE6s3iOupQU1ZGWiLhElnnr5LQB3ZvWUTthPDw+BsR2JZgdpDlHu/+80vd+B9WZi8MA9UvdCJ",
-	"uHkO17dPdnx7sK6Fm6M1uBms2hS57uo7VOHrTnWvEVRNLUw9xj6MQNu2GvSEnQe5sfJyYOje2r3idVrS",
-	"tMhL72ucoyj9j4ffJcgnvXhepTY+iS9hfnMIAnMDWR63hCj8fp9cahnUUxjMG/nUfnk2n8Z17HvuHrK8",
-	"fKJNn7dg5ZYAPwnPPtjcyQmzR7mWB9EsJzsptC50nDL8e1IY6EB9TGhDRdKZer80+z8otX9hmo2QWy+i",
-	"Qwizlte1WYLFLC0WgMgHVdqhaalWJFFADaRkKlV1qP5PyLePrLT4bTnrKGWq/YwymUIjUBVMmB8+BGGQ",
-	"McGyIgvOz6pNoLefgTqcGOhkBJocxaYo1iLw8bnSWrTFC/uRFGDxaEpir+IVSW4l9U4TBFA6pwm0qLcV",
-	"bYfatmsTpxPgLwxMx/IsKE2aRlLwVftaFWTysXUfR1I0jfSveR4/O/ESLmfEx0NCkwS0dqznci5Rc+1U",
-	"eASY+UNKjLSHgU8ZRYXOpTKIpZix2KqN9vCJZqe/8JlmVOxINRGhRAmXmolZpI0Cmu0YKHMQ+wZ2J69G",
-	"sSwSsIw4ExDpYjpl39rnODDN3Yukb9fZQwc7804jljeUCVDEJxvb+v+GOu7Q4auzFB6jbeGcLsqnJJf2",
-	"4757HIlZCuXFAWAHX1gO/tq50FEOyT9ksdtqAOKRKSkyEIY8UsUwb0Uj1UDsU2ij8A3NsZHMvWi7934D",
-	"VXHx/s7VEUfXg7vr+9bq4R3MEEGsLgvn+zZ8wS5kQLVeStWuw4UG1eFn2/TqrhBdvJcH5Edm3iCMWtnM",
-	"6Jjn2pbWIIZqwl1Xaa/v7j7dtQq3QRzu4HJ9tarXqFV5WsijmOehw6OpoK4VgngMyYw9gsCQ4splJQB6",
-	"O/ooOoyCbzBHuxhoyypFDoRHuuKVmpu+wUE2arpMgriBhAkja14dd68viCg4JxlQoZsYKYUpLbglJr4T",
-	"2qq5ywf0JZpkVC8gXZdAEShgHC0xnz193MQxpFft2P7pWK9j+C5r3jvywXuXF1c60TDoPvksJQ+JJbsJ",
-	"FXgILlMjlufVtmzV5LxwFH4qpCGFhpTMQbXhaikMfDP722AGfuBh9agp5XxCk0Xkc8IjXfKh5azWWlXN",
-	"qrdnsJjYYkdUWydl51Jb59qV0irQslAJRAmnHXHv/7V0hOaVgSyavCYT5t9+DNoyxF+lgGd3mYxaqvJt",
-	"5wf5VujCJ903Vfwil4JAlpsVia3Ox3jmmkhn8JhTtrC4HpXsEnEDwdgQZmgyb88Aaqjse6iQOCXMmPgI",
-	"YoY7/XN4TDVswUSLTcV3hYhJTyon7ZOQ4Cf3oI1r4vL/0A8f4osWb4yTatv4RqghEj8qvcybZCrPiNev",
-	"GFC7qAAfaSPKGd2knPd6Osd8R4+eQj/2wWMpc5vltMyGyUU0wXxdzF6CAn+W2hBLHDQAEH7SCv9yxR4Z",
-	"h1kXI5kXnLeo7SVf0pWOQxIPp7fSfHYNG/jvW8QmsaWarUq/jz26ilu1UhVir8+o8o3nl/YqN9zcxwgS",
-	"KVJ9Qc5qsNBQvXiniVwK4h8klEsBZCILNDfj/Wh/L+WHiVXrAp8HdCzYbdsfaj8Tsw3O8rj4cU/1or3L",
-	"6LKUSEoNDYmhCxA1Wuqi3ryC+TJLqbENbITOKOIkjO8EddgiFow4dltj0Ysfbpo9TqhBDze1XknfpUi0",
-	"JGZODZnQ1LU8Me0rkg4R4xqmNGN8hfPPae7psj2Is1ZHaNm3L67YF3P2CBq3zaWYlRXOCnH/w7iiDFJW",
-	"ZEc2VbBfIeIsY4cBkTYetE1jHm6O6GO++ji8v44Gw+jhptHJ/DqAeG9hZV+r0wurJlLhMN/A2dWltV38",
-	"aE7dIeO1OJry/StG+lr+lcgMNJkqmYUbBXii6aqj8L6HPtbRVAFEfli7aKWadT2fsxws0QtlsXTvyK7v",
-	"lUSRdGYChYg0YleRwIFge2eRquUcDusfj8QbNJA3HOIxhlZvH38dQ3udxuiNbbdO2i6I4zpi67LY6Ilt",
-	"KQY2fcj2vOvUvjaUZDKFC0cwEW0Y55gpkQmXCYbkTTher6bUWiWbL/sLTRYzhWCjrB75JM31irqcuede",
-	"uWRmTmKXRrni/Su3XT5mR6XP3ae8NV37CR/Srhhlb9Sv2BkjvoeGRXcT6sBurTqV5XDSRSMksJmQCrTr",
-	"qWaGpBK0paoWQi5fp0Or5vX1K/VoRRkYGrGjurRaXPfxHVq7NW53V8ZGhvkdNWn5czkmEbl5VofWtip0",
-	"K/iL+rO6bOSVe7MO68q6IPCNJoavbOuFnPoWK8sMu66r12i2eo12qXp+uSX3N73q8uTuNsh2L1Y2UgyG",
-	"7oonPqxJypmxJLQ+J5RMCsbTqpJvo0xoM04XIC1Zb6rbVWGZLJqlHAubMTJwaLl8WYWaQaQ6JLQM6e4Y",
-	"yxLbzBZeRLOQJJfCkaNjMRanJK4DkD/FJKFKubse/zH6dFuWbequ2rbSkt760suJqyO43ls6FgTz41Yd",
-	"j/v2lbXG3PoLuUwoL4tk1et8KPZtKWuAU962m1hSZOraBjMyp4+ASxCS5MWEs8TtAwNCiBk60GRuG11y",
-	"ozfuE+HRrG/yVN2HuLmycVG/W7cQ41tqHfRhTQqaUBLv6MOMSa+a5sQexLWtllUEBGGaxJ8/je7Jeyvu",
-	"9+Pi7OyHBFFhdP/fn6/tP3EaDY4M0v0Vzbi/sViJRqarsn3K8yPu4nF/LGrCJDRNdVkkko+gLKdkpVUI",
-	"jLXChWCqgFBLqqHCySWk7nXVa0rWhYrVWFixu9YEf3moLMmgnEoOZvNmUcXH4GeuE8w5CDIBLpdoTM7K",
-	"5tSMRYUIMmqSuce2MzC4hFIhmbC21SReSI+S2N+QjjH3xINezqltdVoqKWYn4VhMIKGFhu2L2bhDIu1l",
-	"Nbt53LOluAsFFu5aQo54L20P+JLEH87O4mpVTR7PRsE+uSTxjx8+1AdV056T2E9XdcTZqI9/jUUpWgW5",
-	"VMbrYvOS+bRAJ+EV0C17e1+9tVBwG2MRN6BFfOIYK8MMRw/pvFzNAzrPYxUyCINHUNo5yj/3z/pnro8I",
-	"BM1ZcB780D/r/+CdrvXhXtPbb5Nbly/bSkZ/kenqvLS2GtsT98mIZrbRP+5idmxwq4xumAbnzdvvaLyB",
-	"CxWgDb7p1X4zoOIyn5rByKgCXN1w/UMLH87O3uDnFVoQyNOOjg2myUwKsD+h8OOHD13vqRb+vvnzEPaX",
-	"DIoso2qF0wJV9jqonzxFJ9NrCQDWcZ+4H0LYUpA6d3CggtRp2w4Fqc/aqSB+nj8UpKrY6iJJAFJISU+q",
-	"kLh0H9KwpAVOXkdz7grhMU7ZF18p0dH6s8G3HKhCG9WADi3amLtTkZpX8/7QpcrZYEBavY7OjMCQIn+G",
-	"qnTFjb2a0qg7oIoYmTfb2PGdJbosbcWlAyFx/d/atVCZOQ6zdRkO6VjQ5jzoON0cHAzorWanPvErscYi",
-	"KkTnb4o6o9UurDf18yH7/UbBzhz8VSPg+peGDol+VY61RxGPinrNQmWf3BViXR2u98qQnpCud8z+UAIT",
-	"hNZq8/XUZjkHhNRjAbYsTZvqWw2znR7e9yOytV/aMiV8Q0AupDj9FZSsHtgDPUmMzxHHzZDbuF1lf79x",
-	"+WiVfd2Y3KXLO+IxKs2SMmOTc2YO1/Bj4/JWhb5PBvYqUNNV+h6c0FNfOlzfJbJrtT1YKBvLOtu8qtE2",
-	"2rNNy767I7RdgpYb6GhAdbSIlbR2ZI8vlKA1KMjtNbCxqC7r26UilCil58zC7UAqSDF7K7hxSbf7GjP6",
-	"NbVrabuxiLep6D5LY5LXe2HfacKpwVzf0jn2Xg/T/nzabet3DVWeGxGOhCldZtQCUVqs5enp/wIAAP//",
+	"7Fxfc9s4kv8qKN5Vxd6iFW9m6h6cJ6/judFN7OQsx3t3qxQJkS0JIxDgAaAVzZS/+1YDIEWKpCQ6zu7s",
+	"1LwkMom/jf776wZ/DRKZ5VKAMDq4+DVQoHMpNNg/3slkBeoHynihAB8kUhgQBn/SPOcsoYZJ8fpnLQU+",
+	"08kSMoq//l3BPLgI/u31dvTX7q1+7Ua9p3pVjvz09BQGKehEsRwHDC6C+yUQQ/WKzCnjkL4lcUoNjQnT",
+	"xCyBUKHXoOzPjAq6AEUU0FSPgqcweLh56SU/3Hyz5T6Ffg2W4lcyy6hIr79AUuDQE0NNYd+AKLLg4m/B",
+	"5NPV1fVkEoTBD5fj95/uroMwuPt0ezu+/c8gDP770/Wn63dBGEx+Gn/8eP0u+BwGZpNDcBFoo5hYIH3c",
+	"AVxxoKLI31Fjt9/eD+6AyDmh5Gocvftw9dP1XXT1/vry9tPH6P5y8tMFiX+dBolUCrglasTSaRBOA/zv",
+	"KSZS7TYYv6u9HwVhkCuZgzLMsVujJT5orbw5WWcT97i9G23oAogqhGEZEJaSEwX/XzCFh5UsIVlBSmYb",
+	"e0RLKlIO6hRX2BrfjhP5cboX8VR1k7OfITFbmr8DDgtq4AYMHYu5xM5NGiylNrc0gz17a89W7gT5g6W1",
+	"M9+d3/EVDDvz6/+5vvp0f+3PfEmVAK3PUjvgmSqEAPVKk/i1NpDHZCbTDTmJd8kUh1OBD5WJsF2ESwZt",
+	"4pCMRqPT0NL94YbMpcrISQxunc2mpyGyVEIz4FdUA5GFAUVWsNFT4Se8c/ON38UhiRvshA/s9BMD+V05",
+	"4og41oCcMKOBz1FgOTNwBmLBBLzSU6EFXUGU4Ix+JYQJAo+gNna5o6n4NpzcRQSrxjj/MA8u/rZfZfmj",
+	"frjxmw2ePofBl7OFPMOJzvSK5WfSHj3lZ7lkwoAKLuaUaxggRSGhmiROkxBBM9CEmU65YXlE01SB1p2b",
+	"zaXkfYRoHm1/k/1SaRs1zv94Yk52e1bEFFZWg90GV8ilwQCCt0XjJVZ3eOZ+XfWj1OZB8sLpoiZ/9xBY",
+	"9CmunJrlYdVlu/vG/TpsLJhhlLNfBqqx8e34fnz5fvx/TpOFVoqZWYIiOgfOmVhckJqwc7aCUi1pNsP3",
+	"qGdQlZHYsyv+5HIRrWBjFQyYoqavUF3hADOg4pWuaa76KE41cbn4CceYijiRYs4WqJv+ugRBZtIsCVVA",
+	"cgUahLEj1paJ+o+smehWQzjU8YzkCDzBXVy5roOUxr+E/WZirmjkHndM7w6i/aop7u9tKyfkrhOyQK9i",
+	"66HGXp0H6pElXtoMZPqQi9rW99XmqVJ04wat8ecA/YLdnmVGDF3YhdM0Za7NxwaDtra9I/P92um9XFxV",
+	"3N3kepokshCmh+hMpExBYj7lXNI67WdSoh2zq5ArEJ29C8UHOXwTd4xbN765VFBKqhvQmi76PD4Qhs0Z",
+	"ErXrddbXsY+P92lpXa1yPzdUW4IO77NabzXe5z3U2WqaTqHfqkwn/paBUbFfjXeNAQZonkfJyZwBT0t/",
+	"RMxBKUhP2wEHiMevYs8wmDM+QEZ/YBy65JLXmfmwgt7y/lMYZMjrnpz4r5VrUXBOZxyCC6MKCHdZfIAE",
+	"CzBrqVaHFnbrm1klkygwTaL0EbKigGH72MCANme4MM7ZAkQCxFm2kKwgt+642VoISKRKSSGMLJIlpDUj",
+	"4I+ttvvgIvhZSzG6o+tSCp/C4NF6Pccfq6O+95Vam+tXDsiyVaR/54GXbgp4AEHO7U63Ts2fLOqgw5qk",
+	"UF3HGV5p6344uMH75jvqUhk2p4nlG4xnqEFO2Rjosp5JLz6xj0A9qIZFUdoB8RBfpRVQDzJPh9Vvfrkn",
+	"ZpGFyQvzQNVXKhE3zvH89sG27zbwNXMzmIObxqqLkeuqvocVPu9l9xow1+TC1PvyxwGHbalBTdh7kDsr",
+	"LxuGbtb+FW/Dn6ZEXnpd4xRFqX+8m18GE+QkXlYhlAcvynCi2QQDAANZHneYKHx/vFDUYrZBgrBsxHpD",
+	"BPC5M+J+j5/rHrJ8+CxdstZyk1uH+0F4RMjGj+6gTyjX8ijo63QvrNnn7acMf88KAz0eKRPaUJH0Qhtf",
+	"i64cBZ204IlhoASGA3oVHQNidkzXJaXWn+qQTvTKUNycpy/VhiQKqIGUzKWqDtX/hLx9ZKU2atNZRylT",
+	"3WeUyRQaRrRgwnz3JgiDjAmWFVlwcV5tAhl1Aep4cKQXFWniNLuk2JLA+w4V16LMv7WPpADrK6ck9ixe",
+	"JS4spV5pgs6dzmkCHextSdvDtt3cxOkM+FcazaFYE1KTppEUfNO9VgWZfOzcx0CYqhGaNs/jR0dewuWC",
+	"eFtNaJKA1g6JXi8lcq4dCo9gSUUKKTHSHgb2MooKnUtl0M9jxvp9XdCPD4J79YWPgqNiTxiMyjVKuNRM",
+	"LCJtFNBsT0OZgzjUsD+wNoplkYB1xJmASBfzOfvSPcaRIfhBL/92G9n0oE2vNMYZhjIBivhAqM3/35DH",
+	"nWF7cQTF+48tH6wPwirBssM+6T22xAiK8uIIRwwnLBt/7l3oJIfkH7LYNhuAeGRKigyEIY9UMYypUUg1",
+	"ENsLZRS+oDg2As2v2u6930CV8L2/c7ndyfXV3fV9Z0b3DhboQWwuC6f7dnTBPs+Aar2WqpuHCw2qR892",
+	"8dVdIfowOR8sDEQFQBi1sU7dkH5dS2uAVjXibjPn13d3H+46iduAP/dg0z6DeNLIH3rIynsxz/MOB8NU",
+	"fSsE8RiSBXsEgSbFpTBLB+jbQVtRchS21UC19iHqFvGKnBMe6Qrzam76BhtZq+niFOIaEiaMrGl13L1+",
+	"S0TBOcmACt30kVKY04Jb0OQ3Aqk1d/mAukSTjOoVpNu0NDoKaEdLn8+ePm5iCCBXO7Z/OURuCBZnxXtP",
+	"PHjvYvaKJxoCPSIfpeQhsUA8oQIPwUVqxGLQ2qbumngctsKnQhpSaEjJElSXXy2FgS/mcGnSlW94XH5t",
+	"Tjmf0WQV+ZhwoEo+Nj3XmXurSXV7BOsTW98R2dZR2anUzrH2hbQKtCxUAlHCaY/da6XCjk+AfX1aC8Ur",
+	"A1k0MVcmzH98H3RFiL9IAc+u/Jl0VD10nR/kLdOFPd2byn6RS0Egy82GxJbnYzxzTaQTeIwpOxBm75Xs",
+	"I3HDg7EmzNBk2R0B1Lyy30L2xjFhxsR7EAvc6Z/DIZm6FRMdMhXfFSImJ1I5ap+GBJ/cgzausM7/oR/e",
+	"xG87tDEOqm0xIqGGSHxUaplvEqk8w16/oEHtgwK8pY0oZ3QXDj+o6RwqHz16eH9ox6Fwvo1yOkbD4CKa",
+	"YbwuFl/jBf4otSEWOGg4QPik0/3LFXtkHBZ9iGRecN7Btpd8TTc6Dkk8nt9K89EVreDft+ibxBYGtyz9",
+	"OvbeVdzJlaoQB3VGFW88P+1YqeHmPiaQSJHqt+S85hYaqlevNJFrQXxHQrkUQGayQHEzXo+ODkJ+GFh1",
+	"LvB5jo51drv2h9zPxGIHsxxmP+6pXnVXWl2WFEmpoSExdAWiBku9rRfjYLzMUmpsgSChC4p+Etp3gjxs",
+	"PRa0OHZbU3ESP9w067yQgx5uavWrvnKUaEnMkhoyo6kr+2LaZ0udR4xrmNOM8Q2Ov6S5h8sOeJy1jEPH",
+	"vn3ix07M2SNo3DaXYlFmXyuP+x+GFWWQsiIbWPDBfoGIs4wd54h04aBdHPNwM6C2/N378f11dDWOHm4a",
+	"1eUv4xAfTKwcKt36yqyJVNjMF8j2VZ21kx/NoXtovCVHk75/RUtfi78SmYEmcyWzcKc4gGi66SkKOAAf",
+	"62iuACLfrJu0Ui36+ucsBwv0QpnIPdiy772SSJLeSKAQkUbfVSRwpLO9N0nVcQ7H1fRH4hsU9TcU4hBB",
+	"q5f0v4yg9RWrDytZ3Nl256DdhBhWFVynxU5dcEcysKlD2uNuQ/taU5LJFN46gIlowzjHSInMuEzQJO+6",
+	"4/VsSq30sznZX2iyWih0NsrskQ/SXO2ri5lP3JRrZpYkdmGUKyx44TLSx2xQ+Nx/yq3huk/4mFLKKPtG",
+	"tZS9NuK3UEzpbqcdWUlWh7Kcn/S2YRLYQkgF2tWVM0NSCdpCVSsh1y9TPVbT+vqF6seiDAyN2KAKsg7V",
+	"Pbx6bD/H7a/K2Ikwf0MFZP5chgQiN8+qHmuzQj+Df1XtWJ+MvHDd2HEVY28JfKGJ4RtbeiHnvvzLIsOu",
+	"IuyfVQj2zyrLqsexrfP9pteKntydENmtLcuCjauxu96LnTVJOTMW7NYXhJJZwXhaVQxYaxbayNYZYpsU",
+	"MNUtubAMSs1aToWNTBk4r7ycrPLOQaQ6JLR0HRy7lKm8hU3wiGbCSq6FA2GnYirOSFx3dP4Uk4Qq5e7I",
+	"/Nfkw22ZHqqbBFtOTE62F4xOXb7C1R/TqSAYh3fKUjyyU9aKk+sTcplQXibjqum8yfflL1tHqrxpObPg",
+	"y9yVTmZkSR8BlyAkyYsZZ4nbBxqekGhJgCZLW1CTG71zdwuPZntrqqrAxM2VxZv61baMGmep3SIIa1TQ",
+	"hJJ4Ty1qTE6qYU7tQVzbrFwFdBCmSfzxw+SevLbkfj0tzs+/S9D7jO7/9+O1/ROH0eBAJz3a0Iz726oV",
+	"aWS6Kcu0PA7jLp2PpqJGTELTVJfJKPkIymJXllqFQJsunKmnCgi14B0ynFxD6qarpinRHSo2U2HJ7kog",
+	"/KWrMvWDdCqxnt0bWRXug89cxZlTJWQGXK5RmJyULamZisrzyKhJlt6HXoDBJZQMyYSVrSbAQ04oif3t",
+	"+BhjXDzo9ZLakqq1kmJxGk7FDBJaaGhfyscdEmkvBtrN454tlF4osG61Bf6Itwb2gC9J/Ob8PK5W1cQL",
+	"rbUdkUsSf//mTb1RNewFif1wVeWd9S7w11SUpFWQS2U8LzY/MDAvUEl4BnTLbu/rZEsU3MZUxA0XJj51",
+	"yJhhhqOGdFqupgGd5rEMGYTBIyjtFOWfR+ejc1evBILmLLgIvhudj77zStfqcM/p3V8SsCpfdqWm/iLT",
+	"zUUpbTVUKR6RCc3sZYe4D0GyRrQSunEaXDS/fIDCGzhTAdrgTC/2vYgKM31qGiOjCnD5ye1HNt6cn3+D",
+	"T2t0eDpPeypDmCYLKcB+PuP7N2/65qkW/rr5aRD7FYsiy6ja4LBAlb166wdPUcmcdBgAq7hP3UcwWgxS",
+	"xyiOZJA6PNzDIPVRexnEj/MHg1SZYV0kCUAKKTmRKiQOVoA0LOGH05fhnLtCeB+nrL+vmGgw/+zgOkey",
+	"0E7WoYeLdsbuZaTm9cQ/eKlSNmiQNi/DMxMwpMifwSp9duMgpzTyG8giRubNcnmcs/QuS1lx4UBIXJ25",
+	"dqVaZonNbP6HQzoVtDkOKk43BgcDulVUNSJ+JVZYROXR+duyTmi1M+tN/nzIfr9WsDfWf1ELuP3K1DHW",
+	"r4qxDjDiIKvXTIiOyF0htlnoek0OORHS1ajZj1IwQWitBqAe2qyXgC71VIBNf9Mm+1bNbEWJ1/3o2dqX",
+	"Nh0KX9AhF1Kc/QJKVh0OuJ4kxn7EYUDkNu5m2d+vXR7Msi9rk/t4eY89RqZZU2ZscM7M8Rw+1C63KgFG",
+	"5MpeOWqqSl/rE3qITYfbO0t2rbbWC2lj0W0bVzXKU09scbSvIgltNaLFBnoKXR0sYimtHdjjEzIoDQpy",
+	"e91sKqoPFtiloitRUs+JhduBVJBi9FZw44Ju9xoj+i2EbOHBqYjbkPeIpTHJ6zW3rzTh1GCsb+Ece3+I",
+	"aX8+3bL1u3ZVnmsRBropfWLU4aJ0SMvT098DAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
