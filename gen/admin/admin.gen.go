@@ -177,6 +177,18 @@ type RecordedResponse struct {
 // ResponseEndpoint defines model for ResponseEndpoint.
 type ResponseEndpoint string
 
+// StageStatus defines model for StageStatus.
+type StageStatus struct {
+	// Id The stage runtime id.
+	Id string `json:"id"`
+
+	// PinnedTo The delegate its execute and cleanup tasks are restricted to, once its initialize task was answered.
+	PinnedTo *string `json:"pinnedTo,omitempty"`
+
+	// Tasks The stage's tasks, oldest first.
+	Tasks []TaskStatus `json:"tasks"`
+}
+
 // TaskStateName defines model for TaskStateName.
 type TaskStateName string
 
@@ -200,10 +212,13 @@ type TaskStatus struct {
 	Id             string             `json:"id"`
 	Responses      []RecordedResponse `json:"responses"`
 	RunnerResponse *bool              `json:"runnerResponse,omitempty"`
-	State          TaskStateName      `json:"state"`
-	Tags           *[]string          `json:"tags,omitempty"`
-	Timeout        *int64             `json:"timeout,omitempty"`
-	Type           string             `json:"type"`
+
+	// StageId The CI stage the task belongs to, for DLITE_CI_VM_* and CI_DOCKER_* tasks.
+	StageId *string       `json:"stageId,omitempty"`
+	State   TaskStateName `json:"state"`
+	Tags    *[]string     `json:"tags,omitempty"`
+	Timeout *int64        `json:"timeout,omitempty"`
+	Type    string        `json:"type"`
 }
 
 // TaskId defines model for TaskId.
@@ -332,6 +347,21 @@ type ClientInterface interface {
 	// Corresponds with PUT /admin/faults (the `SetFaults` operationId).
 	SetFaults(ctx context.Context, body SetFaultsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListStages List the CI stages seen in task data, oldest first.
+	//
+	// A stage is known once a CI task naming it (DLITE_CI_VM_* or CI_DOCKER_*) is enqueued. The
+	// answer to its initialize task pins it: from then on its execute and cleanup tasks are offered
+	// to, and may be acquired by, only the delegate named in the answer's `delegate_meta_info.id`
+	// (`delegateMetaInfo.id` for CI_DOCKER_*), the way the manager restricts them.
+	//
+	// Corresponds with GET /admin/stages (the `ListStages` operationId).
+	ListStages(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetStage One CI stage, with its tasks and every answer recorded for them.
+	//
+	// Corresponds with GET /admin/stages/{id} (the `GetStage` operationId).
+	GetStage(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListTasks List every task, oldest first.
 	//
 	// Corresponds with GET /admin/tasks (the `ListTasks` operationId).
@@ -436,6 +466,41 @@ func (c *Client) SetFaultsWithBody(ctx context.Context, contentType string, body
 // Corresponds with PUT /admin/faults (the `SetFaults` operationId).
 func (c *Client) SetFaults(ctx context.Context, body SetFaultsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewSetFaultsRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListStages List the CI stages seen in task data, oldest first.
+//
+// A stage is known once a CI task naming it (DLITE_CI_VM_* or CI_DOCKER_*) is enqueued. The
+// answer to its initialize task pins it: from then on its execute and cleanup tasks are offered
+// to, and may be acquired by, only the delegate named in the answer's `delegate_meta_info.id`
+// (`delegateMetaInfo.id` for CI_DOCKER_*), the way the manager restricts them.
+//
+// Corresponds with GET /admin/stages (the `ListStages` operationId).
+func (c *Client) ListStages(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListStagesRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetStage One CI stage, with its tasks and every answer recorded for them.
+//
+// Corresponds with GET /admin/stages/{id} (the `GetStage` operationId).
+func (c *Client) GetStage(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetStageRequest(c.Server, id)
 	if err != nil {
 		return nil, err
 	}
@@ -652,6 +717,67 @@ func NewSetFaultsRequestWithBody(server string, contentType string, body io.Read
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewListStagesRequest constructs an http.Request for the ListStages method
+func NewListStagesRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/stages")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetStageRequest constructs an http.Request for the GetStage method
+func NewGetStageRequest(server string, id string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/stages/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
 
 	return req, nil
 }
@@ -899,6 +1025,25 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with PUT /admin/faults (the `SetFaults` operationId).
 	SetFaultsWithResponse(ctx context.Context, body SetFaultsJSONRequestBody, reqEditors ...RequestEditorFn) (*SetFaultsResponse, error)
 
+	// ListStagesWithResponse List the CI stages seen in task data, oldest first.
+	//
+	// A stage is known once a CI task naming it (DLITE_CI_VM_* or CI_DOCKER_*) is enqueued. The
+	// answer to its initialize task pins it: from then on its execute and cleanup tasks are offered
+	// to, and may be acquired by, only the delegate named in the answer's `delegate_meta_info.id`
+	// (`delegateMetaInfo.id` for CI_DOCKER_*), the way the manager restricts them.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /admin/stages (the `ListStages` operationId).
+	ListStagesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListStagesResponse, error)
+
+	// GetStageWithResponse One CI stage, with its tasks and every answer recorded for them.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /admin/stages/{id} (the `GetStage` operationId).
+	GetStageWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*GetStageResponse, error)
+
 	// ListTasksWithResponse List every task, oldest first.
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -1103,6 +1248,95 @@ func (r SetFaultsResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r SetFaultsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ListStagesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *[]StageStatus
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListStagesResponse) GetJSON200() *[]StageStatus {
+	return r.JSON200
+}
+
+// GetBody returns the raw response body bytes
+func (r ListStagesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListStagesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListStagesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListStagesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetStageResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *StageStatus
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetStageResponse) GetJSON200() *StageStatus {
+	return r.JSON200
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetStageResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r GetStageResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetStageResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetStageResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetStageResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -1375,6 +1609,37 @@ func (c *ClientWithResponses) SetFaultsWithResponse(ctx context.Context, body Se
 	return ParseSetFaultsResponse(rsp)
 }
 
+// ListStagesWithResponse List the CI stages seen in task data, oldest first.
+//
+// A stage is known once a CI task naming it (DLITE_CI_VM_* or CI_DOCKER_*) is enqueued. The
+// answer to its initialize task pins it: from then on its execute and cleanup tasks are offered
+// to, and may be acquired by, only the delegate named in the answer's `delegate_meta_info.id`
+// (`delegateMetaInfo.id` for CI_DOCKER_*), the way the manager restricts them.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /admin/stages (the `ListStages` operationId).
+func (c *ClientWithResponses) ListStagesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListStagesResponse, error) {
+	rsp, err := c.ListStages(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListStagesResponse(rsp)
+}
+
+// GetStageWithResponse One CI stage, with its tasks and every answer recorded for them.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /admin/stages/{id} (the `GetStage` operationId).
+func (c *ClientWithResponses) GetStageWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*GetStageResponse, error) {
+	rsp, err := c.GetStage(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetStageResponse(rsp)
+}
+
 // ListTasksWithResponse List every task, oldest first.
 //
 // Returns a wrapper object for the known response body format(s).
@@ -1557,6 +1822,65 @@ func ParseSetFaultsResponse(rsp *http.Response) (*SetFaultsResponse, error) {
 	return response, nil
 }
 
+// ParseListStagesResponse parses an HTTP response from a ListStagesWithResponse call
+func ParseListStagesResponse(rsp *http.Response) (*ListStagesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListStagesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest []StageStatus
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetStageResponse parses an HTTP response from a GetStageWithResponse call
+func ParseGetStageResponse(rsp *http.Response) (*GetStageResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetStageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest StageStatus
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseListTasksResponse parses an HTTP response from a ListTasksWithResponse call
 func ParseListTasksResponse(rsp *http.Response) (*ListTasksResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -1710,6 +2034,12 @@ type ServerInterface interface {
 	// SetFaults Inject faults into the manager endpoints (not the admin ones).
 	// (PUT /admin/faults)
 	SetFaults(ctx echo.Context) error
+	// ListStages List the CI stages seen in task data, oldest first.
+	// (GET /admin/stages)
+	ListStages(ctx echo.Context) error
+	// GetStage One CI stage, with its tasks and every answer recorded for them.
+	// (GET /admin/stages/{id})
+	GetStage(ctx echo.Context, id string) error
 	// ListTasks List every task, oldest first.
 	// (GET /admin/tasks)
 	ListTasks(ctx echo.Context, params ListTasksParams) error
@@ -1769,6 +2099,31 @@ func (w *ServerInterfaceWrapper) SetFaults(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.SetFaults(ctx)
+	return err
+}
+
+// ListStages converts echo context to params.
+func (w *ServerInterfaceWrapper) ListStages(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListStages(ctx)
+	return err
+}
+
+// GetStage converts echo context to params.
+func (w *ServerInterfaceWrapper) GetStage(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetStage(ctx, id)
 	return err
 }
 
@@ -1882,6 +2237,8 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/admin/tasks", wrapper.CreateTask, options.OperationMiddlewares["CreateTask"]...)
 	router.GET(options.BaseURL+"/admin/tasks/:id", wrapper.GetTask, options.OperationMiddlewares["GetTask"]...)
 	router.POST(options.BaseURL+"/admin/tasks/:id/abort", wrapper.AbortTask, options.OperationMiddlewares["AbortTask"]...)
+	router.GET(options.BaseURL+"/admin/stages", wrapper.ListStages, options.OperationMiddlewares["ListStages"]...)
+	router.GET(options.BaseURL+"/admin/stages/:id", wrapper.GetStage, options.OperationMiddlewares["GetStage"]...)
 	router.GET(options.BaseURL+"/admin/delegates", wrapper.ListDelegates, options.OperationMiddlewares["ListDelegates"]...)
 	router.DELETE(options.BaseURL+"/admin/delegates/:id", wrapper.DeleteDelegate, options.OperationMiddlewares["DeleteDelegate"]...)
 	router.GET(options.BaseURL+"/admin/faults", wrapper.GetFaults, options.OperationMiddlewares["GetFaults"]...)
@@ -1997,6 +2354,63 @@ func (response SetFaults400JSONResponse) VisitSetFaultsResponse(w http.ResponseW
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListStagesRequestObject struct {
+}
+
+type ListStagesResponseObject interface {
+	VisitListStagesResponse(w http.ResponseWriter) error
+}
+
+type ListStages200JSONResponse []StageStatus
+
+func (response ListStages200JSONResponse) VisitListStagesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetStageRequestObject struct {
+	Id string `json:"id"`
+}
+
+type GetStageResponseObject interface {
+	VisitGetStageResponse(w http.ResponseWriter) error
+}
+
+type GetStage200JSONResponse StageStatus
+
+func (response GetStage200JSONResponse) VisitGetStageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetStage404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response GetStage404JSONResponse) VisitGetStageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2173,6 +2587,12 @@ type StrictServerInterface interface {
 	// SetFaults Inject faults into the manager endpoints (not the admin ones).
 	// (PUT /admin/faults)
 	SetFaults(ctx context.Context, request SetFaultsRequestObject) (SetFaultsResponseObject, error)
+	// ListStages List the CI stages seen in task data, oldest first.
+	// (GET /admin/stages)
+	ListStages(ctx context.Context, request ListStagesRequestObject) (ListStagesResponseObject, error)
+	// GetStage One CI stage, with its tasks and every answer recorded for them.
+	// (GET /admin/stages/{id})
+	GetStage(ctx context.Context, request GetStageRequestObject) (GetStageResponseObject, error)
 	// ListTasks List every task, oldest first.
 	// (GET /admin/tasks)
 	ListTasks(ctx context.Context, request ListTasksRequestObject) (ListTasksResponseObject, error)
@@ -2316,6 +2736,54 @@ func (sh *strictHandler) SetFaults(ctx echo.Context) error {
 	return nil
 }
 
+// ListStages operation middleware
+func (sh *strictHandler) ListStages(ctx echo.Context) error {
+	var request ListStagesRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListStages(ctx.Request().Context(), request.(ListStagesRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListStages")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListStagesResponseObject); ok {
+		return validResponse.VisitListStagesResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetStage operation middleware
+func (sh *strictHandler) GetStage(ctx echo.Context, id string) error {
+	var request GetStageRequestObject
+
+	request.Id = id
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetStage(ctx.Request().Context(), request.(GetStageRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetStage")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetStageResponseObject); ok {
+		return validResponse.VisitGetStageResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // ListTasks operation middleware
 func (sh *strictHandler) ListTasks(ctx echo.Context, params ListTasksParams) error {
 	var request ListTasksRequestObject
@@ -2442,43 +2910,49 @@ func (sh *strictHandler) AbortTask(ctx echo.Context, id TaskId) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"xFlfb9s4Ev8qA94BTQDVdttcgU2e3I27m0OaFElw97BZ7NLi2OJGIlWSitco8t0PQ1KyZMmJc01332xp",
-	"OJw/v/mrryzVRakVKmfZ8VdWcsMLdGj8vxtu784E/ZKKHbOSu4wlTPEC2TGTgiXM4JdKGhTs2JkKE2bT",
-	"DAtOJ9y6JCrrjFRL9vDwQMS21Mqi5/2Biyv8UqF19C/VyqHyP3lZ5jLlTmo1/sNqRc82bP9pcMGO2T/G",
-	"G7nH4a0dz4zRJlwl0KZGlsSEHbObDMGEy0BotKC0g4K7NAOXSQvTz2cj9pCwC+0+6kqJ7y/RhQZb0fXc",
-	"3oE2IDDHJXc4YkQbjxP3aeoNPHUOi9JL02V0qRB4oIGU5zkstAGXoec8YgkrjS7ROBmszj2LhTYF/WKC",
-	"O3ztZIEs2XYYSRxkCgjoW7R+Dy7jDri9Q9G7vcd0abhyOMTRVAirDFVzHlbcQsaVQAG6ciew4Llt0Xh1",
-	"iYYru0KDAo4mP7QunWudI1csQK/G6S9tvTbyJGSaX5uzev4Hpo4E/tEgdygoFHyAdMwpxRDUu9dJMcj3",
-	"NErRZ5rykqfSrYetXr/1JmhcYHAprSMjJCAXwNW6ZQipHC7R9H3a806mrbvw4T3wMufW/YzcuDk+AiNV",
-	"5Tmf51hnhB4btYu/ddxV3gKoqoJMN7uYfjifnbKE/Xd6dnN28dNvHy+vfpt+/nx1+Z/pOUvY6dl1TXE6",
-	"O5/dzE5btm5xrspSm+jFm3UZneewsIOSxAfcGL72//nyWSceA5xXP7IclKwxxBBqQkLpQaZAa/kSnwZj",
-	"TTjE+yOv8lAFuqgLz0EqIkQBUjkNeI9mDQVXfIkGUIlSS+V8TPazDpLUVxHsfUjbjBsEvfCnW+G8ki6D",
-	"f03eEcOC/ykLQsWbhBVShd+TRgtVFfOA8Jw7VOn604AiM55mddaQzgIHw5XQBRB0oSrB6VAPCq7WUMg8",
-	"lxZTrYSFhTTWdeR4P5lMJoOytMLNoEW3t+KrTFuEVCuFKVGBtOA5eEvoygFX0TrPMMnDgKsvcDWc0AR3",
-	"fFhWysivLBBBQvkF/n19eUFi/Pl6qV/HG6g6jq746lOEGZmgUgrNVSz9fd5Te9dUjaAb6JDfw0kI0bCB",
-	"mFTWIRdkNqKi0ErXoBUOpf5N7G6XzXzdZE8LKTdmLdUywlorjOwtKb60EPy08LBs17dn5BBZoK4GKvh1",
-	"hFhT9gq+Jt1PYAIFckXdCuSykB5/Tc6Vyr0/Yk8BMDzZ5U+g1yegu8bw5TwmJpBup+6FVOeoli7zCHw8",
-	"7/i3Q0nnClNtBIrdAPEdTgAG3xQ8i8o90eukWgwXmt0grztUD3Pg1oMcDgQSLwELowuYc4vvj5q7I0pr",
-	"eNrDPWJi787qQJt4wWF0C6kdkNBTqxbhqaa0NvWspqezdV3pC+NfhYu7gdmonEC0RYxFMt4rGw5GrQcF",
-	"NpiivEcx3bsp3UJVo3ESnN1hOYy2LdVbzUYQntUZiyXs/u1gN0GZ89pxh3WnVHP4UmEVWsk0ypgwoRXJ",
-	"xee+yj/KL/Q+W/16p/0fqmk+Ye2cABLQuaCxpylgTcZ6DCJbU8dAOqtV/LDeaziI1C25el3qxiCe2kri",
-	"NqDxz3oVCjRBxO6aFmDeWGUEn7Txgiif2UNSlQ5WhOk5T+9C4cdb5T0IfOHQAHUIjRbEPNfWjW7VYF+d",
-	"arXIZeoek7ftJAvU4nQmF5hjyitLD7XLcDMTQob5xnIUayQ7t7dqIZW0GYoRdEye6VxQMePhwBKdV5cv",
-	"uVRhfJJ+XrPx0QG1FVE434Pcqphwa7VDJ+KMRHF4EjNRplfUFMIWRBM/XGdocKetwkQ1fcYoKofHlc5C",
-	"YS9g98rNALT7HUu/q6CmBJ+6rJso/o85otM19Cr/7mr/5EAaSWs9tkKuDeekl4LaZm87s59v6WKpFrof",
-	"Ez9q5YzOQ/QWOr1rJgmPLZFLh68sOLTOEjwFrHVl7CGVngBa644BY7wSym0CK7/QWWXc3argw80skYDP",
-	"wDWpwULfY6vnoSvCgAOLetwJSaE349jRrfJtAWFfxdWE0sArl6FycVEEB3NJPB3lllzrkvLMYQwJ6Wg+",
-	"Zl7NrvpcFFLB9PMZlR80NpjrzWgympCDdYmKl5Ids3ejyegdtTzcZR5KY3903KhEz5bokUMFxQtF/QY7",
-	"l9adNlRbQfR2MnnW8muvoGtWHf1BeXBV1+iQkI3DaiMoABS8Ji7JqqLgZh01am1ANucD4bZlxl+leAiY",
-	"zHFoNDtzFrJ60RF6/+5MGkeSuHIIbaHSK9DqhDxeVC15AlypznXdcOovb0yTdFavv7zExvXXnm+PnqjV",
-	"fvQ1dyhq1fxW9CicG/Jww3/crE67rvnEzV27bd/w3Thm0ewdBvH6E7q4mfhGrD4G0XjDDkCmlTF+3vBU",
-	"2/AjisXQjmQ4e5BJy2pA0euOon5b/UGL9XfRsYuih7/NstFuFDxSUeeaYsTc5GnMtT4hdD1ytmcmhwPq",
-	"VfzmweddrZDmtxY2fb14NJXeeIpe+A6sGzwvUtPvmHzl9Q05EXyp0Kw3kV6X5f1MvNVnDAT+d0jqrall",
-	"z7Tu9X8B7/p0HxY1QyMOhZe2A94Km3y/9/o+AVZv1faKsDcvdm37C8UjpqfsHibUF/DBrB6V4u5lO2Sa",
-	"GrsrpUc3bEXNkDQbknH8HvnNAN8X17uN+c2F8VLVg7DvKAKcm/WTiWOKn+Wl22Hfse9p/dIgAn5rtRr9",
-	"3bifrhKGr9QJbEY+4YdiPyRyqPsRssKUuM/uqfBFPvVmoS7noc+mUVO6EcykH1tXfN0Mq69inqPZVtO0",
-	"/ntchPwOlcrR+rlUWuC5QS7WILSKY2MXMF6UF4bM278QMmH42A7AZ6GHDvzw13wqr+HS8coWfr1HWuH/",
-	"8PC/AAAA//8=",
+	"xFptc9s28v8qO/z/Z2J3WFltc52p/UqxlVZ3fsjYnt6LuuNAxEpETQIKAEbRZfzdbxYAKVKELLlOcu8c",
+	"EVzsw293f7vM5yRT5UJJlNYkx5+TBdOsRIva/euWmYcJp7+ETI6TBbN5kiaSlZgcJ4InaaLxQyU08uTY",
+	"6grTxGQ5lozesKsFnTJWCzlPHh8f6bBZKGnQyX7D+DV+qNBY+lempEXp/mSLRSEyZoWSR38ZJem3tdj/",
+	"1zhLjpP/O1rrfeSfmqOx1kr7qziaTIsFCUmOk9scQfvLgCs0IJWFktksB5sLA6N3k0HymCaXyr5VleRf",
+	"X6NLBaai65l5AKWBY4FzZnGQ0NnwOkkfZc7BI2uxXDhtuoKuJALzZyBjRQEzpcHm6CQPkjRZaLVAbYX3",
+	"OnMiZkqX9FfCmcXvrSgxSTcDRhp7nTwC+h6tn4PNmQVmHpD3bu8JnWsmLcYk6gphmaNs3oclM5AzyZGD",
+	"quwJzFhhWmecuXSGSbNEjRxeD39pXTpVqkAmEw+9Gqd/tO1a65OSa/5s3lXTvzCzpPCpRmaRUyq4BOm4",
+	"U/AY1LvXCR6Vexa06AvN2IJlwq7iXq+fOhc0IdA4F8aSE1IQM2By1XKEkBbnqPsx7UUnV8ZeuvSOPCyY",
+	"sb8h03aKT8BIVkXBpgXWFaEnRm6TbyyzlfMAyqok140vR2/Ox2dJmvx7NLmdXP56//bq+n707t311e+j",
+	"8yRNziY39Ymz8fn4dnzW8nVLcrVYKB2ieLtahOBZLE1Uk/AD05qt3L/Z/FlvPAU4Z34QGdWscUQMNb6g",
+	"9CBTojFsjrvBWB+MyX7LqsJ3gS7q/O8gJB1EDkJaBfgR9QpKJtkcNaDkCyWkdTnZrzpIWl8HsPchbXKm",
+	"EdTMvd1K56WwOfxj+BMJLNknURIqfkiTUkj/97CxQlbl1CO8YBZltrqIGDJmWV5XDWENMNBMclUCQReq",
+	"BVjl+0HJ5ApKURTCYKYkNzAT2tiOHj8Ph8NhVJdWumk0aPc2fJkrg5ApKTGjUyAMOAnOE6qywGTwzjNc",
+	"8hgJ9SUu4wWNM8viulJFfmWADqRUX+CfN1eXpMan7+fq+3ADdcfBNVteBJiRCyopUV+H1t+XPTIPTdfw",
+	"toHy9d2/CT4b1hAT0lhknNxGpyi1shUoibHSv87dzbZZrJrqaSBjWq+EnAdYK4lBvCHD5wZ8nGYOlu3+",
+	"9owaIkpUVaSD3wSINW2vZCuy/QSGUCKTxFagEKVw+GtqrpD259fJLgD6X7bFE+jxCaiuM1w7D4UJhN1q",
+	"eynkOcq5zR0Cn6477mms6FxjpjRHvh0gjuF4YLB1wzMo7Q6ukykebzTbQV4zVAdzYMaBHA44kiwOM61K",
+	"mDKDP79u7g4oreFpDvfIib2Z1YHS4YLDEBYy2yOhZ1atwi5SWrt6XJ+nd+u+0lfGPfIXdxOzMTmF4IuQ",
+	"i+S8V8a/GKyOKqwxQ/ER+WhvUrqBqsbi1Ae7IzKOtg3TW2TDK5/UFStJk48/RtnEjWVzvGnISowRRko9",
+	"vUSec71G8KhDFkJK5LdqByqod+EnzCpLmcEho1pH7YuZB1+qNJJQ162tSkHJzL8lpLCCFeI/LYZdt9uo",
+	"Rk7kExa9Mv7WFFTBabxqGmVTGZ+CIjWh4MldJMqNm16dWGRrSVjT1zqsHyqsPL/PgrA04UoSWNjUUa9o",
+	"kFua9WLMOjNZjGi4LrJ1LPubztoYBSM9pjbxzWqviS2cbunVGx3WDnGnjSBpEYt/U0vPmgjeZtsIB9PG",
+	"KwO4UNopIl279Z1OWFhSoZmy7MGzMbyTLoLAZha1A3FjBQkvlLGDOxkddjIlZ4XI7FP6toNkgBKhM07C",
+	"FDNWGfpR2RzXgzrkWKw9RwWQdGfmTs6EFCZHPoCOy3NVcGIYzL8wR+vMZXMmpJ9phRuiTfjpgLheUM4R",
+	"wzsZumBttqeHVgvkhyehPeRqSVkOGxBN3cYjR41bfeXH3NEz9gMiPkN2tjx7AbvHASLQ7tPIPtVzFWlb",
+	"Tz2dhBrcxGyKhZJz4yokpefZ+eR2fH86uf/94v47V1hPJ/dnV6f/Gl/ff+fLXDQziKDivpXO16e/MVN2",
+	"GGSPBW5nfjuXE+FobcdGprezKO1Vvna02xjqV2i6WMhZpLWdKmm1KnzRKFX20EyVDtK8ENa1GTTWUFZw",
+	"WKlKm0Nqpj5XjD0GDGUidKOlW+4tc2bvpIfOutGl4Ap/fVRjqT5ii//SFX7YhVk9+vpa1Jt3zeBOOopI",
+	"KSfDmkoqYJXNUdqwNISDqSCZlkpaodSCytthyERhC/KTM7NrPuOlkDB6NyEqgtp4d/0wGA6GFGC1QMkW",
+	"IjlOfhoMBz8R/WU2d1A6cq8eNSbRb3N0yKE+5pSiPEnOhbFnzamN3P1xOHzWInSvXG/WXv1+H13bNjak",
+	"5GO/5vIGANUMHRamVVkyvQoWtbZh6/f9wU3PHH0W/NFjssDYmD6xBvJ66eXJVXc/EcbTsH7yI4JUS1Dy",
+	"hCJeVi19PFypiHTDcOYub1yTdtbwf3yJ7fufvdi+3kUyDZRMPyCvTXMb8tf+vViEG/lHzRq9G5oLph/a",
+	"I9xa7jows2YHFcXrr2jDluqFWH0KouGGLYDMKq3d7OlObcKPTsxi+7J49XCkv4oYetMx1H25eKP46qvY",
+	"2EXR4//Ms8FvlDxCUkfOMGBuuBtzrc9J3YhM9qzkcEAUyW2hXN1VEmmWb2HT0Yc2NjcWWYFfCAMPUi2l",
+	"n7oYEQ9HNyQrif8JCwddpqF0m2gckoDQzTyHbIifVdEhbiEccz72tYcaDw3qu4fEsNO5k0SA6EjJVjDF",
+	"9VwwXaV+N9T51EAFiEDd2ti9MvC+fn5fomX31OoHgr+/kwfNkwu0bBJ+d4SrbXXqxC3ZqhOdeo515KD0",
+	"HbPfwW58YL5F+2rP/nt2MA+baJ+yLV5qwCANAdIH1e9Zu3NiD4tN99pWLJ26/X6y33ria3SdL1dLOpF4",
+	"wvMvbltXch2k1Pd8yq2QR5KHnXHIUR1mmXrgLztha9YpW9nYrTuxI2Jue+0VcHkojKMh2ETtQ4V6tQ5b",
+	"zez38+zGqPLiKL58ExSNbhjIXtwgXCb6GMaWM9ShlYlEy38Ydp9Rvk6Prj/S7NWkf/hi17Y/eD/hempT",
+	"oUm9PAbjeskTVvmbKbOz0IUwbGRNTJv1kaPw31u+aplq43q7M79IkfLodQXKw7n5mtEpSsJu8e+RG4vd",
+	"ujMAfpPg+Hg34aeruGZLeQLrZRV36zy33mJQjzTkhRFJH38k7hzk1DvRmiD4Ud2TpAGMhVu41ZQgfH90",
+	"pQymmKkSDbwPK9z3UMkCjduoCQOs0Mj4CriSGCMNTpUvDJkfvyFk/P5iMwGfhR564Zdv8z+varh0orKB",
+	"XxeRVvo/Pv43AAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
