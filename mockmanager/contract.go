@@ -22,6 +22,16 @@ type contract struct {
 	router routers.Router
 	opts   *openapi3filter.Options
 	log    *slog.Logger
+	// prefix is the path the API is mounted under on the mock's server; it is not in the
+	// contract's paths, so it is taken off before a request is routed.
+	prefix string
+	// describe turns a request validation failure into a status and a message.
+	describe func(error) (int, string)
+	// refusal is the contract's error body for a status and a message.
+	refusal func(status int, msg string) any
+	// streaming are the operations whose responses are written as they are produced (server-sent
+	// events): their requests are validated, their responses cannot be held back and are not.
+	streaming map[string]bool
 }
 
 func newContract(name string, spec *openapi3.T, auth openapi3filter.AuthenticationFunc, log *slog.Logger) (*contract, error) {
@@ -42,7 +52,11 @@ func newContract(name string, spec *openapi3.T, auth openapi3filter.Authenticati
 			// A status the contract does not list is a bug of the mock, like a malformed body.
 			IncludeResponseStatus: true,
 		},
-		log: log,
+		log:      log,
+		describe: describeRequestError,
+		refusal: func(status int, msg string) any {
+			return apiError{Code: codeFor(status), Message: msg}
+		},
 	}, nil
 }
 
@@ -63,22 +77,34 @@ func (c *contract) operations() []string {
 // must never teach a client something the real manager would not send.
 func (c *contract) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(ec echo.Context) error {
-		req := ec.Request()
+		req := c.routed(ec.Request())
 		route, params, err := c.router.FindRoute(req)
 		if err != nil {
 			return fmt.Errorf("%s contract has no route for %s %s: %w", c.name, req.Method, req.URL.Path, err)
 		}
 		in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route, Options: c.opts}
+		validErr := openapi3filter.ValidateRequest(req.Context(), in)
+		// Validation may have replaced the body (to read it again, or to keep the validated value).
+		ec.Request().Body = req.Body
+		refuse := func() error {
+			status, msg := c.describe(validErr)
+			c.log.Info("request refused", "api", c.name, "operation", route.Operation.OperationID,
+				"status", status, "reason", msg)
+			return ec.JSON(status, c.refusal(status, msg))
+		}
+		if c.streaming[route.Operation.OperationID] {
+			if validErr != nil {
+				return refuse()
+			}
+			return next(ec)
+		}
 
 		res := ec.Response()
 		out := res.Writer
 		rec := &recorder{header: http.Header{}}
 		res.Writer = rec
-		if err := openapi3filter.ValidateRequest(req.Context(), in); err != nil {
-			status, msg := describeRequestError(err)
-			c.log.Info("request refused", "api", c.name, "operation", route.Operation.OperationID,
-				"status", status, "reason", msg)
-			if err := ec.JSON(status, apiError{Code: codeFor(status), Message: msg}); err != nil {
+		if validErr != nil {
+			if err := refuse(); err != nil {
 				ec.Error(err)
 			}
 		} else if err := next(ec); err != nil {
@@ -96,10 +122,13 @@ func (c *contract) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		if err := openapi3filter.ValidateResponse(req.Context(), resIn.SetBodyBytes(rec.body.Bytes())); err != nil {
 			c.log.Error("response violates the contract", "api", c.name, "operation", route.Operation.OperationID,
 				"status", rec.statusCode(), "error", err)
-			return ec.JSON(http.StatusInternalServerError, apiError{
-				Code:    "invalid_response",
-				Message: fmt.Sprintf("the mock manager produced a %d response that violates the %s contract: %v", rec.statusCode(), c.name, err),
-			})
+			msg := fmt.Sprintf("the mock manager produced a %d response that violates the %s contract: %v", rec.statusCode(), c.name, err)
+			body := c.refusal(http.StatusInternalServerError, msg)
+			if e, ok := body.(apiError); ok {
+				e.Code = "invalid_response"
+				body = e
+			}
+			return ec.JSON(http.StatusInternalServerError, body)
 		}
 		for k, v := range rec.header {
 			res.Header()[k] = v
@@ -108,6 +137,20 @@ func (c *contract) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		_, err = res.Write(rec.body.Bytes())
 		return err
 	}
+}
+
+// routed returns the request as the contract sees it: with the mount prefix taken off its path.
+// The copy shares the body; the caller takes the body back from it after validation.
+func (c *contract) routed(req *http.Request) *http.Request {
+	if c.prefix == "" {
+		return req
+	}
+	r := *req
+	u := *req.URL
+	u.Path = strings.TrimPrefix(u.Path, c.prefix)
+	u.RawPath = strings.TrimPrefix(u.RawPath, c.prefix)
+	r.URL = &u
+	return &r
 }
 
 // describeRequestError turns a validation failure into a status and a message that names the

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	adminapi "github.com/dlite-dev/dlite/gen/admin"
+	logapi "github.com/dlite-dev/dlite/gen/logservice"
 	managerapi "github.com/dlite-dev/dlite/gen/manager"
 )
 
@@ -20,9 +22,10 @@ type apiError struct {
 	Message string `json:"message"`
 }
 
-// newHandler builds the echo instance serving both APIs. Every operation goes through its
-// contract's validation; the manager operations go through fault injection first, so an injected
-// fault looks to a client exactly like a manager that failed before doing anything.
+// newHandler builds the echo instance serving the manager API, the log service (under
+// LogServicePath) and the admin API. Every operation goes through its contract's validation; the
+// manager operations go through fault injection first, so an injected fault looks to a client
+// exactly like a manager that failed before doing anything.
 func (s *Server) newHandler() (*echo.Echo, error) {
 	managerSpec, err := managerapi.GetSpec()
 	if err != nil {
@@ -41,6 +44,19 @@ func (s *Server) newHandler() (*echo.Echo, error) {
 		return nil, err
 	}
 
+	logSpec, err := logapi.GetSpec()
+	if err != nil {
+		return nil, fmt.Errorf("load log service contract: %w", err)
+	}
+	logs, err := newContract("log service", logSpec, s.logs.authenticate, s.log)
+	if err != nil {
+		return nil, err
+	}
+	logs.prefix = LogServicePath
+	logs.describe = describeLogRequestError
+	logs.refusal = logRefusal
+	logs.streaming = map[string]bool{"TailStream": true}
+
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
@@ -55,6 +71,15 @@ func (s *Server) newHandler() (*echo.Echo, error) {
 	managerapi.RegisterHandlersWithOptions(e,
 		managerapi.NewStrictHandler(managerAPI{s}, nil),
 		managerapi.RegisterHandlersOptions{OperationMiddlewares: managerMW})
+
+	logMW := map[string][]echo.MiddlewareFunc{}
+	for _, op := range logs.operations() {
+		logMW[op] = []echo.MiddlewareFunc{logs.middleware}
+	}
+	logMW["UploadLink"] = append(logMW["UploadLink"], withBaseURL)
+	logapi.RegisterHandlersWithOptions(e,
+		logapi.NewStrictHandler(logAPI{s: s, l: s.logs}, nil),
+		logapi.RegisterHandlersOptions{BaseURL: LogServicePath, OperationMiddlewares: logMW})
 
 	adminMW := map[string][]echo.MiddlewareFunc{}
 	for _, op := range admin.operations() {
@@ -79,7 +104,15 @@ func (s *Server) handleError(err error, c echo.Context) {
 	} else {
 		s.log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "error", err)
 	}
-	if err := c.JSON(status, apiError{Code: codeFor(status), Message: msg}); err != nil {
+	var body any = apiError{Code: codeFor(status), Message: msg}
+	if strings.HasPrefix(c.Request().URL.Path, LogServicePath+"/") {
+		// The log service has an error body of its own, and answers every refusal with 400.
+		body = logRefusal(status, msg)
+		if status < http.StatusInternalServerError {
+			status = http.StatusBadRequest
+		}
+	}
+	if err := c.JSON(status, body); err != nil {
 		s.log.Warn("write error response", "error", err)
 	}
 }

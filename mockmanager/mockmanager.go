@@ -17,6 +17,7 @@ import (
 
 	"github.com/dlite-dev/dlite/errs"
 	adminapi "github.com/dlite-dev/dlite/gen/admin"
+	logapi "github.com/dlite-dev/dlite/gen/logservice"
 	managerapi "github.com/dlite-dev/dlite/gen/manager"
 )
 
@@ -81,6 +82,12 @@ type Options struct {
 	DelegateTimeout time.Duration
 	// MaxEventsPerPoll caps the events in one task-events answer; 0 means DefaultMaxEventsPerPoll.
 	MaxEventsPerPoll int
+	// LogToken is the token the mock log service (under LogServicePath) accepts, for AccountID
+	// only; empty means a random one, read back with LogToken.
+	LogToken string
+	// LogLinkTTL is how long the mock log service's signed upload links work; 0 means
+	// DefaultLogLinkTTL.
+	LogLinkTTL time.Duration
 }
 
 // Server is the mock manager: the state of delegates and tasks, the manager API that runners talk
@@ -97,6 +104,7 @@ type Server struct {
 	maxEvents       int
 	rng             *lockedRand
 	handler         *echo.Echo
+	logs            *logService
 
 	mu            sync.Mutex
 	delegates     map[string]*delegate
@@ -158,6 +166,14 @@ func New(opts Options) (*Server, error) {
 	if s.maxEvents <= 0 {
 		s.maxEvents = DefaultMaxEventsPerPoll
 	}
+	if opts.LogToken == "" {
+		opts.LogToken = randomHex(16)
+	}
+	logs, err := newLogService(s.accountID, opts.LogToken, opts.LogLinkTTL, s.now)
+	if err != nil {
+		return nil, errs.Wrap(errs.CodeInvalidConfig, op, err)
+	}
+	s.logs = logs
 	h, err := s.newHandler()
 	if err != nil {
 		return nil, errs.Wrap(errs.CodeInvalidConfig, op, err)
@@ -166,7 +182,8 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Handler returns the HTTP handler serving the manager API and, under /admin, the admin API.
+// Handler returns the HTTP handler serving the manager API, the mock log service under
+// LogServicePath and, under /admin, the admin API.
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // AccountID returns the account the server serves.
@@ -399,4 +416,5 @@ func copyFaults(f Faults) Faults {
 var (
 	_ managerapi.StrictServerInterface = managerAPI{}
 	_ adminapi.StrictServerInterface   = adminAPI{}
+	_ logapi.StrictServerInterface     = logAPI{}
 )

@@ -63,6 +63,10 @@ func (r *Running) URL() string {
 	return "http://" + net.JoinHostPort(host.String(), fmt.Sprint(addr.Port))
 }
 
+// LogServiceURL returns the base URL of the mock log service, such as
+// "http://127.0.0.1:41234/log-service": a stage's log_config url.
+func (r *Running) LogServiceURL() string { return r.URL() + LogServicePath }
+
 // Done is closed when the server has stopped serving.
 func (r *Running) Done() <-chan struct{} { return r.done }
 

@@ -44,3 +44,8 @@ func NewTest(t testing.TB, opts Options) *TestServer {
 	t.Cleanup(hs.Close)
 	return &TestServer{Server: s, URL: hs.URL, HTTP: hs}
 }
+
+// LogServiceURL returns the base URL of the mock log service, such as
+// "http://127.0.0.1:41234/log-service": a stage's log_config url, with AccountID as its
+// account_id and LogToken as its token.
+func (ts *TestServer) LogServiceURL() string { return ts.URL + LogServicePath }

@@ -46,6 +46,27 @@ func (e DelegateStatus) Valid() bool {
 	}
 }
 
+// Defines values for LogBlobSource.
+const (
+	LogBlobSourceLink     LogBlobSource = "link"
+	LogBlobSourceService  LogBlobSource = "service"
+	LogBlobSourceSnapshot LogBlobSource = "snapshot"
+)
+
+// Valid indicates whether the value is a known member of the LogBlobSource enum.
+func (e LogBlobSource) Valid() bool {
+	switch e {
+	case LogBlobSourceLink:
+		return true
+	case LogBlobSourceService:
+		return true
+	case LogBlobSourceSnapshot:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ResponseEndpoint.
 const (
 	ResponseEndpointLegacy ResponseEndpoint = "legacy"
@@ -140,6 +161,73 @@ type Faults struct {
 	ResetRate *float32 `json:"resetRate,omitempty"`
 }
 
+// LogBlob defines model for LogBlob.
+type LogBlob struct {
+	AccountId string    `json:"accountId"`
+	Key       string    `json:"key"`
+	Lines     []LogLine `json:"lines"`
+	Uploaded  time.Time `json:"uploaded"`
+
+	// Via How the permanent log arrived: `service` (POST /blob), `link` (PUT to a signed link) or
+	// `snapshot` (copied from the stream by a close with snapshot).
+	Via LogBlobSource `json:"via"`
+}
+
+// LogBlobSource How the permanent log arrived: `service` (POST /blob), `link` (PUT to a signed link) or
+// `snapshot` (copied from the stream by a close with snapshot).
+type LogBlobSource string
+
+// LogBlobSummary defines model for LogBlobSummary.
+type LogBlobSummary struct {
+	// Bytes The size of the uploaded NDJSON.
+	Bytes int `json:"bytes"`
+	Lines int `json:"lines"`
+
+	// Via How the permanent log arrived: `service` (POST /blob), `link` (PUT to a signed link) or
+	// `snapshot` (copied from the stream by a close with snapshot).
+	Via LogBlobSource `json:"via"`
+}
+
+// LogKey A log key and what the mock log service holds for it.
+type LogKey struct {
+	AccountId string            `json:"accountId"`
+	Blob      *LogBlobSummary   `json:"blob,omitempty"`
+	Key       string            `json:"key"`
+	Stream    *LogStreamSummary `json:"stream,omitempty"`
+}
+
+// LogLine One log line, as the runner sent it.
+type LogLine struct {
+	Args  *map[string]string `json:"args,omitempty"`
+	Level *string            `json:"level,omitempty"`
+
+	// Out The text, masked and trimmed by the runner as it was sent.
+	Out string `json:"out"`
+
+	// Pos The 0-based line number the runner gave it.
+	Pos  int       `json:"pos"`
+	Time time.Time `json:"time"`
+}
+
+// LogStream defines model for LogStream.
+type LogStream struct {
+	AccountId string     `json:"accountId"`
+	Closed    *time.Time `json:"closed,omitempty"`
+	Key       string     `json:"key"`
+	Lines     []LogLine  `json:"lines"`
+	Open      bool       `json:"open"`
+	Opened    time.Time  `json:"opened"`
+}
+
+// LogStreamSummary defines model for LogStreamSummary.
+type LogStreamSummary struct {
+	// Lines How many lines it holds.
+	Lines int `json:"lines"`
+
+	// Open False once the runner (or a prefix close) closed it.
+	Open bool `json:"open"`
+}
+
 // NewTask defines model for NewTask.
 type NewTask struct {
 	// Data The task's data, any JSON.
@@ -221,6 +309,12 @@ type TaskStatus struct {
 	Type    string        `json:"type"`
 }
 
+// LogAccountParam defines model for LogAccountParam.
+type LogAccountParam = string
+
+// LogKeyParam defines model for LogKeyParam.
+type LogKeyParam = string
+
 // TaskId defines model for TaskId.
 type TaskId = string
 
@@ -229,6 +323,33 @@ type BadRequest = Error
 
 // NotFound defines model for NotFound.
 type NotFound = Error
+
+// ListLogKeysParams defines parameters for ListLogKeys.
+type ListLogKeysParams struct {
+	// AccountId Only keys of this account.
+	AccountId *string `form:"accountId,omitempty" json:"accountId,omitempty"`
+
+	// Prefix Only keys that start with this.
+	Prefix *string `form:"prefix,omitempty" json:"prefix,omitempty"`
+}
+
+// GetLogBlobParams defines parameters for GetLogBlob.
+type GetLogBlobParams struct {
+	// AccountId The account of the key; the mock manager's own account when left out.
+	AccountId *LogAccountParam `form:"accountId,omitempty" json:"accountId,omitempty"`
+
+	// Key The log key, as the runner sent it (without the account).
+	Key LogKeyParam `form:"key" json:"key"`
+}
+
+// GetLogStreamParams defines parameters for GetLogStream.
+type GetLogStreamParams struct {
+	// AccountId The account of the key; the mock manager's own account when left out.
+	AccountId *LogAccountParam `form:"accountId,omitempty" json:"accountId,omitempty"`
+
+	// Key The log key, as the runner sent it (without the account).
+	Key LogKeyParam `form:"key" json:"key"`
+}
 
 // ListTasksParams defines parameters for ListTasks.
 type ListTasksParams struct {
@@ -346,6 +467,24 @@ type ClientInterface interface {
 	//
 	// Corresponds with PUT /admin/faults (the `SetFaults` operationId).
 	SetFaults(ctx context.Context, body SetFaultsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListLogKeys Every log key of the mock log service, with its stream and permanent log.
+	//
+	// Corresponds with GET /admin/logs (the `ListLogKeys` operationId).
+	ListLogKeys(ctx context.Context, params *ListLogKeysParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetLogBlob The permanent log of a key, as uploaded (or snapshotted).
+	//
+	// Corresponds with GET /admin/logs/blob (the `GetLogBlob` operationId).
+	GetLogBlob(ctx context.Context, params *GetLogBlobParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetLogStream The lines of a key's live stream, as written so far.
+	//
+	// A closed stream keeps its lines here until the key's stream is opened again, so a test can read
+	// what a step streamed after the step ended.
+	//
+	// Corresponds with GET /admin/logs/stream (the `GetLogStream` operationId).
+	GetLogStream(ctx context.Context, params *GetLogStreamParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListStages List the CI stages seen in task data, oldest first.
 	//
@@ -466,6 +605,54 @@ func (c *Client) SetFaultsWithBody(ctx context.Context, contentType string, body
 // Corresponds with PUT /admin/faults (the `SetFaults` operationId).
 func (c *Client) SetFaults(ctx context.Context, body SetFaultsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewSetFaultsRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListLogKeys Every log key of the mock log service, with its stream and permanent log.
+//
+// Corresponds with GET /admin/logs (the `ListLogKeys` operationId).
+func (c *Client) ListLogKeys(ctx context.Context, params *ListLogKeysParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListLogKeysRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetLogBlob The permanent log of a key, as uploaded (or snapshotted).
+//
+// Corresponds with GET /admin/logs/blob (the `GetLogBlob` operationId).
+func (c *Client) GetLogBlob(ctx context.Context, params *GetLogBlobParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetLogBlobRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetLogStream The lines of a key's live stream, as written so far.
+//
+// A closed stream keeps its lines here until the key's stream is opened again, so a test can read
+// what a step streamed after the step ended.
+//
+// Corresponds with GET /admin/logs/stream (the `GetLogStream` operationId).
+func (c *Client) GetLogStream(ctx context.Context, params *GetLogStreamParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetLogStreamRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -717,6 +904,196 @@ func NewSetFaultsRequestWithBody(server string, contentType string, body io.Read
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewListLogKeysRequest constructs an http.Request for the ListLogKeys method
+func NewListLogKeysRequest(server string, params *ListLogKeysParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/logs")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.AccountId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "accountId", *params.AccountId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Prefix != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "prefix", *params.Prefix, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetLogBlobRequest constructs an http.Request for the GetLogBlob method
+func NewGetLogBlobRequest(server string, params *GetLogBlobParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/logs/blob")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.AccountId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "accountId", *params.AccountId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "key", params.Key, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+			return nil, err
+		} else {
+			for _, qp := range strings.Split(queryFrag, "&") {
+				rawQueryFragments = append(rawQueryFragments, qp)
+			}
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetLogStreamRequest constructs an http.Request for the GetLogStream method
+func NewGetLogStreamRequest(server string, params *GetLogStreamParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/logs/stream")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.AccountId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "accountId", *params.AccountId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "key", params.Key, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+			return nil, err
+		} else {
+			for _, qp := range strings.Split(queryFrag, "&") {
+				rawQueryFragments = append(rawQueryFragments, qp)
+			}
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
 
 	return req, nil
 }
@@ -1025,6 +1402,30 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with PUT /admin/faults (the `SetFaults` operationId).
 	SetFaultsWithResponse(ctx context.Context, body SetFaultsJSONRequestBody, reqEditors ...RequestEditorFn) (*SetFaultsResponse, error)
 
+	// ListLogKeysWithResponse Every log key of the mock log service, with its stream and permanent log.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /admin/logs (the `ListLogKeys` operationId).
+	ListLogKeysWithResponse(ctx context.Context, params *ListLogKeysParams, reqEditors ...RequestEditorFn) (*ListLogKeysResponse, error)
+
+	// GetLogBlobWithResponse The permanent log of a key, as uploaded (or snapshotted).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /admin/logs/blob (the `GetLogBlob` operationId).
+	GetLogBlobWithResponse(ctx context.Context, params *GetLogBlobParams, reqEditors ...RequestEditorFn) (*GetLogBlobResponse, error)
+
+	// GetLogStreamWithResponse The lines of a key's live stream, as written so far.
+	//
+	// A closed stream keeps its lines here until the key's stream is opened again, so a test can read
+	// what a step streamed after the step ended.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /admin/logs/stream (the `GetLogStream` operationId).
+	GetLogStreamWithResponse(ctx context.Context, params *GetLogStreamParams, reqEditors ...RequestEditorFn) (*GetLogStreamResponse, error)
+
 	// ListStagesWithResponse List the CI stages seen in task data, oldest first.
 	//
 	// A stage is known once a CI task naming it (DLITE_CI_VM_* or CI_DOCKER_*) is enqueued. The
@@ -1248,6 +1649,164 @@ func (r SetFaultsResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r SetFaultsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ListLogKeysResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *[]LogKey
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListLogKeysResponse) GetJSON200() *[]LogKey {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListLogKeysResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetBody returns the raw response body bytes
+func (r ListLogKeysResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListLogKeysResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListLogKeysResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListLogKeysResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetLogBlobResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *LogBlob
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetLogBlobResponse) GetJSON200() *LogBlob {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetLogBlobResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetLogBlobResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r GetLogBlobResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetLogBlobResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetLogBlobResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetLogBlobResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetLogStreamResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *LogStream
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetLogStreamResponse) GetJSON200() *LogStream {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetLogStreamResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetLogStreamResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r GetLogStreamResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetLogStreamResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetLogStreamResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetLogStreamResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -1609,6 +2168,48 @@ func (c *ClientWithResponses) SetFaultsWithResponse(ctx context.Context, body Se
 	return ParseSetFaultsResponse(rsp)
 }
 
+// ListLogKeysWithResponse Every log key of the mock log service, with its stream and permanent log.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /admin/logs (the `ListLogKeys` operationId).
+func (c *ClientWithResponses) ListLogKeysWithResponse(ctx context.Context, params *ListLogKeysParams, reqEditors ...RequestEditorFn) (*ListLogKeysResponse, error) {
+	rsp, err := c.ListLogKeys(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListLogKeysResponse(rsp)
+}
+
+// GetLogBlobWithResponse The permanent log of a key, as uploaded (or snapshotted).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /admin/logs/blob (the `GetLogBlob` operationId).
+func (c *ClientWithResponses) GetLogBlobWithResponse(ctx context.Context, params *GetLogBlobParams, reqEditors ...RequestEditorFn) (*GetLogBlobResponse, error) {
+	rsp, err := c.GetLogBlob(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetLogBlobResponse(rsp)
+}
+
+// GetLogStreamWithResponse The lines of a key's live stream, as written so far.
+//
+// A closed stream keeps its lines here until the key's stream is opened again, so a test can read
+// what a step streamed after the step ended.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /admin/logs/stream (the `GetLogStream` operationId).
+func (c *ClientWithResponses) GetLogStreamWithResponse(ctx context.Context, params *GetLogStreamParams, reqEditors ...RequestEditorFn) (*GetLogStreamResponse, error) {
+	rsp, err := c.GetLogStream(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetLogStreamResponse(rsp)
+}
+
 // ListStagesWithResponse List the CI stages seen in task data, oldest first.
 //
 // A stage is known once a CI task naming it (DLITE_CI_VM_* or CI_DOCKER_*) is enqueued. The
@@ -1816,6 +2417,119 @@ func ParseSetFaultsResponse(rsp *http.Response) (*SetFaultsResponse, error) {
 			return nil, err
 		}
 		response.JSON400 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseListLogKeysResponse parses an HTTP response from a ListLogKeysWithResponse call
+func ParseListLogKeysResponse(rsp *http.Response) (*ListLogKeysResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListLogKeysResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest []LogKey
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetLogBlobResponse parses an HTTP response from a GetLogBlobWithResponse call
+func ParseGetLogBlobResponse(rsp *http.Response) (*GetLogBlobResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetLogBlobResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest LogBlob
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetLogStreamResponse parses an HTTP response from a GetLogStreamWithResponse call
+func ParseGetLogStreamResponse(rsp *http.Response) (*GetLogStreamResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetLogStreamResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest LogStream
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
 
 	}
 
@@ -2034,6 +2748,15 @@ type ServerInterface interface {
 	// SetFaults Inject faults into the manager endpoints (not the admin ones).
 	// (PUT /admin/faults)
 	SetFaults(ctx echo.Context) error
+	// ListLogKeys Every log key of the mock log service, with its stream and permanent log.
+	// (GET /admin/logs)
+	ListLogKeys(ctx echo.Context, params ListLogKeysParams) error
+	// GetLogBlob The permanent log of a key, as uploaded (or snapshotted).
+	// (GET /admin/logs/blob)
+	GetLogBlob(ctx echo.Context, params GetLogBlobParams) error
+	// GetLogStream The lines of a key's live stream, as written so far.
+	// (GET /admin/logs/stream)
+	GetLogStream(ctx echo.Context, params GetLogStreamParams) error
 	// ListStages List the CI stages seen in task data, oldest first.
 	// (GET /admin/stages)
 	ListStages(ctx echo.Context) error
@@ -2099,6 +2822,81 @@ func (w *ServerInterfaceWrapper) SetFaults(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.SetFaults(ctx)
+	return err
+}
+
+// ListLogKeys converts echo context to params.
+func (w *ServerInterfaceWrapper) ListLogKeys(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListLogKeysParams
+	// ------------- Optional query parameter "accountId" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "accountId", ctx.QueryParams(), &params.AccountId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter accountId: %s", err))
+	}
+
+	// ------------- Optional query parameter "prefix" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "prefix", ctx.QueryParams(), &params.Prefix, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter prefix: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListLogKeys(ctx, params)
+	return err
+}
+
+// GetLogBlob converts echo context to params.
+func (w *ServerInterfaceWrapper) GetLogBlob(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetLogBlobParams
+	// ------------- Optional query parameter "accountId" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "accountId", ctx.QueryParams(), &params.AccountId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter accountId: %s", err))
+	}
+
+	// ------------- Required query parameter "key" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "key", ctx.QueryParams(), &params.Key, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter key: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetLogBlob(ctx, params)
+	return err
+}
+
+// GetLogStream converts echo context to params.
+func (w *ServerInterfaceWrapper) GetLogStream(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetLogStreamParams
+	// ------------- Optional query parameter "accountId" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "accountId", ctx.QueryParams(), &params.AccountId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter accountId: %s", err))
+	}
+
+	// ------------- Required query parameter "key" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "key", ctx.QueryParams(), &params.Key, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter key: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetLogStream(ctx, params)
 	return err
 }
 
@@ -2243,6 +3041,9 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.DELETE(options.BaseURL+"/admin/delegates/:id", wrapper.DeleteDelegate, options.OperationMiddlewares["DeleteDelegate"]...)
 	router.GET(options.BaseURL+"/admin/faults", wrapper.GetFaults, options.OperationMiddlewares["GetFaults"]...)
 	router.PUT(options.BaseURL+"/admin/faults", wrapper.SetFaults, options.OperationMiddlewares["SetFaults"]...)
+	router.GET(options.BaseURL+"/admin/logs", wrapper.ListLogKeys, options.OperationMiddlewares["ListLogKeys"]...)
+	router.GET(options.BaseURL+"/admin/logs/stream", wrapper.GetLogStream, options.OperationMiddlewares["GetLogStream"]...)
+	router.GET(options.BaseURL+"/admin/logs/blob", wrapper.GetLogBlob, options.OperationMiddlewares["GetLogBlob"]...)
 
 }
 
@@ -2354,6 +3155,142 @@ func (response SetFaults400JSONResponse) VisitSetFaultsResponse(w http.ResponseW
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListLogKeysRequestObject struct {
+	Params ListLogKeysParams
+}
+
+type ListLogKeysResponseObject interface {
+	VisitListLogKeysResponse(w http.ResponseWriter) error
+}
+
+type ListLogKeys200JSONResponse []LogKey
+
+func (response ListLogKeys200JSONResponse) VisitListLogKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListLogKeys400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response ListLogKeys400JSONResponse) VisitListLogKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLogBlobRequestObject struct {
+	Params GetLogBlobParams
+}
+
+type GetLogBlobResponseObject interface {
+	VisitGetLogBlobResponse(w http.ResponseWriter) error
+}
+
+type GetLogBlob200JSONResponse LogBlob
+
+func (response GetLogBlob200JSONResponse) VisitGetLogBlobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLogBlob400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response GetLogBlob400JSONResponse) VisitGetLogBlobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLogBlob404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response GetLogBlob404JSONResponse) VisitGetLogBlobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLogStreamRequestObject struct {
+	Params GetLogStreamParams
+}
+
+type GetLogStreamResponseObject interface {
+	VisitGetLogStreamResponse(w http.ResponseWriter) error
+}
+
+type GetLogStream200JSONResponse LogStream
+
+func (response GetLogStream200JSONResponse) VisitGetLogStreamResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLogStream400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response GetLogStream400JSONResponse) VisitGetLogStreamResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLogStream404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response GetLogStream404JSONResponse) VisitGetLogStreamResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2587,6 +3524,15 @@ type StrictServerInterface interface {
 	// SetFaults Inject faults into the manager endpoints (not the admin ones).
 	// (PUT /admin/faults)
 	SetFaults(ctx context.Context, request SetFaultsRequestObject) (SetFaultsResponseObject, error)
+	// ListLogKeys Every log key of the mock log service, with its stream and permanent log.
+	// (GET /admin/logs)
+	ListLogKeys(ctx context.Context, request ListLogKeysRequestObject) (ListLogKeysResponseObject, error)
+	// GetLogBlob The permanent log of a key, as uploaded (or snapshotted).
+	// (GET /admin/logs/blob)
+	GetLogBlob(ctx context.Context, request GetLogBlobRequestObject) (GetLogBlobResponseObject, error)
+	// GetLogStream The lines of a key's live stream, as written so far.
+	// (GET /admin/logs/stream)
+	GetLogStream(ctx context.Context, request GetLogStreamRequestObject) (GetLogStreamResponseObject, error)
 	// ListStages List the CI stages seen in task data, oldest first.
 	// (GET /admin/stages)
 	ListStages(ctx context.Context, request ListStagesRequestObject) (ListStagesResponseObject, error)
@@ -2730,6 +3676,81 @@ func (sh *strictHandler) SetFaults(ctx echo.Context) error {
 		return err
 	} else if validResponse, ok := response.(SetFaultsResponseObject); ok {
 		return validResponse.VisitSetFaultsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// ListLogKeys operation middleware
+func (sh *strictHandler) ListLogKeys(ctx echo.Context, params ListLogKeysParams) error {
+	var request ListLogKeysRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListLogKeys(ctx.Request().Context(), request.(ListLogKeysRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListLogKeys")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListLogKeysResponseObject); ok {
+		return validResponse.VisitListLogKeysResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetLogBlob operation middleware
+func (sh *strictHandler) GetLogBlob(ctx echo.Context, params GetLogBlobParams) error {
+	var request GetLogBlobRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetLogBlob(ctx.Request().Context(), request.(GetLogBlobRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetLogBlob")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetLogBlobResponseObject); ok {
+		return validResponse.VisitGetLogBlobResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetLogStream operation middleware
+func (sh *strictHandler) GetLogStream(ctx echo.Context, params GetLogStreamParams) error {
+	var request GetLogStreamRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetLogStream(ctx.Request().Context(), request.(GetLogStreamRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetLogStream")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetLogStreamResponseObject); ok {
+		return validResponse.VisitGetLogStreamResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -2910,49 +3931,63 @@ func (sh *strictHandler) AbortTask(ctx echo.Context, id TaskId) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"xFptc9s28v8qO/z/Z2J3WFltc52p/UqxlVZ3fsjYnt6LuuNAxEpETQIKAEbRZfzdbxYAKVKELLlOcu8c",
-	"EVzsw293f7vM5yRT5UJJlNYkx5+TBdOsRIva/euWmYcJp7+ETI6TBbN5kiaSlZgcJ4InaaLxQyU08uTY",
-	"6grTxGQ5lozesKsFnTJWCzlPHh8f6bBZKGnQyX7D+DV+qNBY+lempEXp/mSLRSEyZoWSR38ZJem3tdj/",
-	"1zhLjpP/O1rrfeSfmqOx1kr7qziaTIsFCUmOk9scQfvLgCs0IJWFktksB5sLA6N3k0HymCaXyr5VleRf",
-	"X6NLBaai65l5AKWBY4FzZnGQ0NnwOkkfZc7BI2uxXDhtuoKuJALzZyBjRQEzpcHm6CQPkjRZaLVAbYX3",
-	"OnMiZkqX9FfCmcXvrSgxSTcDRhp7nTwC+h6tn4PNmQVmHpD3bu8JnWsmLcYk6gphmaNs3oclM5AzyZGD",
-	"quwJzFhhWmecuXSGSbNEjRxeD39pXTpVqkAmEw+9Gqd/tO1a65OSa/5s3lXTvzCzpPCpRmaRUyq4BOm4",
-	"U/AY1LvXCR6Vexa06AvN2IJlwq7iXq+fOhc0IdA4F8aSE1IQM2By1XKEkBbnqPsx7UUnV8ZeuvSOPCyY",
-	"sb8h03aKT8BIVkXBpgXWFaEnRm6TbyyzlfMAyqok140vR2/Ox2dJmvx7NLmdXP56//bq+n707t311e+j",
-	"8yRNziY39Ymz8fn4dnzW8nVLcrVYKB2ieLtahOBZLE1Uk/AD05qt3L/Z/FlvPAU4Z34QGdWscUQMNb6g",
-	"9CBTojFsjrvBWB+MyX7LqsJ3gS7q/O8gJB1EDkJaBfgR9QpKJtkcNaDkCyWkdTnZrzpIWl8HsPchbXKm",
-	"EdTMvd1K56WwOfxj+BMJLNknURIqfkiTUkj/97CxQlbl1CO8YBZltrqIGDJmWV5XDWENMNBMclUCQReq",
-	"BVjl+0HJ5ApKURTCYKYkNzAT2tiOHj8Ph8NhVJdWumk0aPc2fJkrg5ApKTGjUyAMOAnOE6qywGTwzjNc",
-	"8hgJ9SUu4wWNM8viulJFfmWADqRUX+CfN1eXpMan7+fq+3ADdcfBNVteBJiRCyopUV+H1t+XPTIPTdfw",
-	"toHy9d2/CT4b1hAT0lhknNxGpyi1shUoibHSv87dzbZZrJrqaSBjWq+EnAdYK4lBvCHD5wZ8nGYOlu3+",
-	"9owaIkpUVaSD3wSINW2vZCuy/QSGUCKTxFagEKVw+GtqrpD259fJLgD6X7bFE+jxCaiuM1w7D4UJhN1q",
-	"eynkOcq5zR0Cn6477mms6FxjpjRHvh0gjuF4YLB1wzMo7Q6ukykebzTbQV4zVAdzYMaBHA44kiwOM61K",
-	"mDKDP79u7g4oreFpDvfIib2Z1YHS4YLDEBYy2yOhZ1atwi5SWrt6XJ+nd+u+0lfGPfIXdxOzMTmF4IuQ",
-	"i+S8V8a/GKyOKqwxQ/ER+WhvUrqBqsbi1Ae7IzKOtg3TW2TDK5/UFStJk48/RtnEjWVzvGnISowRRko9",
-	"vUSec71G8KhDFkJK5LdqByqod+EnzCpLmcEho1pH7YuZB1+qNJJQ162tSkHJzL8lpLCCFeI/LYZdt9uo",
-	"Rk7kExa9Mv7WFFTBabxqGmVTGZ+CIjWh4MldJMqNm16dWGRrSVjT1zqsHyqsPL/PgrA04UoSWNjUUa9o",
-	"kFua9WLMOjNZjGi4LrJ1LPubztoYBSM9pjbxzWqviS2cbunVGx3WDnGnjSBpEYt/U0vPmgjeZtsIB9PG",
-	"KwO4UNopIl279Z1OWFhSoZmy7MGzMbyTLoLAZha1A3FjBQkvlLGDOxkddjIlZ4XI7FP6toNkgBKhM07C",
-	"FDNWGfpR2RzXgzrkWKw9RwWQdGfmTs6EFCZHPoCOy3NVcGIYzL8wR+vMZXMmpJ9phRuiTfjpgLheUM4R",
-	"wzsZumBttqeHVgvkhyehPeRqSVkOGxBN3cYjR41bfeXH3NEz9gMiPkN2tjx7AbvHASLQ7tPIPtVzFWlb",
-	"Tz2dhBrcxGyKhZJz4yokpefZ+eR2fH86uf/94v47V1hPJ/dnV6f/Gl/ff+fLXDQziKDivpXO16e/MVN2",
-	"GGSPBW5nfjuXE+FobcdGprezKO1Vvna02xjqV2i6WMhZpLWdKmm1KnzRKFX20EyVDtK8ENa1GTTWUFZw",
-	"WKlKm0Nqpj5XjD0GDGUidKOlW+4tc2bvpIfOutGl4Ap/fVRjqT5ii//SFX7YhVk9+vpa1Jt3zeBOOopI",
-	"KSfDmkoqYJXNUdqwNISDqSCZlkpaodSCytthyERhC/KTM7NrPuOlkDB6NyEqgtp4d/0wGA6GFGC1QMkW",
-	"IjlOfhoMBz8R/WU2d1A6cq8eNSbRb3N0yKE+5pSiPEnOhbFnzamN3P1xOHzWInSvXG/WXv1+H13bNjak",
-	"5GO/5vIGANUMHRamVVkyvQoWtbZh6/f9wU3PHH0W/NFjssDYmD6xBvJ66eXJVXc/EcbTsH7yI4JUS1Dy",
-	"hCJeVi19PFypiHTDcOYub1yTdtbwf3yJ7fufvdi+3kUyDZRMPyCvTXMb8tf+vViEG/lHzRq9G5oLph/a",
-	"I9xa7jows2YHFcXrr2jDluqFWH0KouGGLYDMKq3d7OlObcKPTsxi+7J49XCkv4oYetMx1H25eKP46qvY",
-	"2EXR4//Ms8FvlDxCUkfOMGBuuBtzrc9J3YhM9qzkcEAUyW2hXN1VEmmWb2HT0Yc2NjcWWYFfCAMPUi2l",
-	"n7oYEQ9HNyQrif8JCwddpqF0m2gckoDQzTyHbIifVdEhbiEccz72tYcaDw3qu4fEsNO5k0SA6EjJVjDF",
-	"9VwwXaV+N9T51EAFiEDd2ti9MvC+fn5fomX31OoHgr+/kwfNkwu0bBJ+d4SrbXXqxC3ZqhOdeo515KD0",
-	"HbPfwW58YL5F+2rP/nt2MA+baJ+yLV5qwCANAdIH1e9Zu3NiD4tN99pWLJ26/X6y33ria3SdL1dLOpF4",
-	"wvMvbltXch2k1Pd8yq2QR5KHnXHIUR1mmXrgLztha9YpW9nYrTuxI2Jue+0VcHkojKMh2ETtQ4V6tQ5b",
-	"zez38+zGqPLiKL58ExSNbhjIXtwgXCb6GMaWM9ShlYlEy38Ydp9Rvk6Prj/S7NWkf/hi17Y/eD/hempT",
-	"oUm9PAbjeskTVvmbKbOz0IUwbGRNTJv1kaPw31u+aplq43q7M79IkfLodQXKw7n5mtEpSsJu8e+RG4vd",
-	"ujMAfpPg+Hg34aeruGZLeQLrZRV36zy33mJQjzTkhRFJH38k7hzk1DvRmiD4Ud2TpAGMhVu41ZQgfH90",
-	"pQymmKkSDbwPK9z3UMkCjduoCQOs0Mj4CriSGCMNTpUvDJkfvyFk/P5iMwGfhR564Zdv8z+varh0orKB",
-	"XxeRVvo/Pv43AAD//w==",
+	"3Fttc9u2k/8qGN7NxP4PIyttrjN1Xjmx2/rqOBnb13tRd2yIXEmoSIABQCu6jL/7zS4AihRBSc5TZ/6v",
+	"GovgYh9++8x+SjJVVkqCtCY5/pRUXPMSLGj660LNTrJM1dK+x9/xpxxMpkVlhZLJcXIzB8bdCaamzM6B",
+	"LWD1iv5RqmzBSi75DPQzw9RSNkeXc5CsgKllqrajJE0EEvtQg14laSJ5Cclx4g+f50mamGwOJcf77arC",
+	"h8ZqIWfJ42OKTP4Oqy0MFmqGXKWMG2JM11KCZgakZcKyg6Wwc1VbeuYvPRxiagH4h4YPtdCQJ8dW19Bm",
+	"rxTyAuTMzpPjF2mE2RtuFuc5niTqFbfzNXGRb6W9Se0RD5tKSQNkrdc8v4IPNRiLf2VKWpD0T15Vhcg4",
+	"quTob4N6+dQi+58apslx8h9HayQcuafm6Exrpd1Vfb1qdxnLFRgmlWUlt9mc2bkw7OT9+Sh5TJNLZX9R",
+	"tcy/PUeXipkar+dmkbIcCphxC0xptP+IlO9p4BUnGWn5xFooK9vHzTuJWKAzLONFwaZKE0CQPIKj0qoC",
+	"bYVTPScSU6VL/FeScwvPrSgh6WEA2XasORj01dqwbufcMm4WkPdu7xGdaS4txCjqGpy/hffZkhs25zKH",
+	"HN3vFZvywrTOkLh4hkuzBA05ezn+uXXpRKkCuEwc/gJY/2zLteYnRdX81byrJn9DZpHhNxq4hRz9geJO",
+	"R50ij7t6+zqRR+meei76RDNe8UzYVVzr4SmpoDGBhpkwFpWQMjFlXK5aihDSwgx036Y968yVsZfk45GH",
+	"BTf2N+DaTmALjGRdFHxSQAgLPTJyiL6x3NakAZB1iao7uzx5fXF2mqTJ/56c35xf/nr3y7uru5P376/e",
+	"/XFykaTJ6fl1OHF6dnF2c3ba0nWLcl1VSnsr3qwqbzwLpYly4n/gWvMV/c1nT3pjG+BIfE8yylmjiBhq",
+	"XFTpQaYEY/gMdoMxHIzR/oXXhUuuXdS535mQeBByJqRVDB5Ar0LWZCDzSglpySf7UQeQ6ysP9j6kzZxr",
+	"wLSMb7fcGfMd+6/xj0iw5B9Fiah4kWLucv8eN1LIupw4hBfcgsxWbyOCnPFsHqKGsIZxprnMVckQuqyu",
+	"mFUuKZRcrlgpikIYyJTMDZsKbWyHj5/G4/E4ykvL3TQYsHsLvpwrAyxTUkKGp5gwjCiwkPm59Np5gkoe",
+	"I6a+ULPXhZr0gbSuZWIox6IiGhmE3HCpbZnxQs0uhISYo9VVoXju0sN+SepB8D3uQ2GvVa0z6HlEu3pz",
+	"RROSbLESxPtrWI+edM/Gv6klhekKdMmRKSrxuNbiAfJjdm9AP4gM7tnB+3fXN+xoUqjJYcruCyEX+OP/",
+	"3CAkOTNiJiFn+PMhU/pW3hvJKzNX9p4dZKoSmHk1AhlBZTXwkk1WjLOsQESRH4U3Dke3MkmbEOtZcFIu",
+	"MPj4c9FAGuSty5LrVR8+k5UFM4B18X8QSu+gW3Z5+t/X7y7jqaoBVf/RFxvdmdjdkHquB+z7O0QS8Umo",
+	"1RmXOVti/dN0EvjEa5XNVYHBQ2kmbKQY2+psE++g+0jp7bHFRR0q9qB3TQcbiju8ZUBp5N/RWhW1g3of",
+	"aHIiStIu9/I8F0iHF+87z/v1RbwAWfNXwAMU0VdVbePgtfDRpqx0NS6a3GpRlpCjl7WE4Ab7NCxJUZxo",
+	"/VupAf8YP59w45wcmIvdbdIz/gBeP31/oOC4Z8jcMCjy4wT3ZAYset3g5ykYpvjzhGj+zROMqkC2bmha",
+	"BPdkf1Z3JhG6qKG6I4d0fa6n40b6fnahSoWeI/Io3MQhEgTfLO2wo1IygzbWDpRmnFUapuKjSyGH7j95",
+	"F4FDDZaXfVjkS1jG+6mcWz7ggdwsnhmGB1Jsb1hIHB+fz9RzfwN26KMrvnzrq1zki0S68uOHSCQ3i6Zp",
+	"daUVU7ITmKgYX1e4QhoLPA+pDCv7bMWUhJhi1q3DZiQsVk3zZljGtV4JOfNVtZIhUxoUfGaYKxOnVBW3",
+	"2+sntDCihGh4u/YVbtN1l3yFsr9iY1YCl4ZJxQpROss3viGk/ellsqv+db8M2ZPh41dMdZVB0wTfFyGo",
+	"h2TfNcFqI5KexpB4BZnSOeTDAKEBiwMGX/fblK62j1oylcf73GGQhykZwRyzCYKcHeSAtHyJh1nip5fN",
+	"3R6lAZ7mcA+f2Huwg4HAXXDozbLO0j2xAgu7onNQ9Vk4j++GtrbPDD1yF3cdsxE5ZV4X3hdRec+Me9FL",
+	"HWVYQwZYiJ/Yz4z6jcSpM3aHZBxtG6K3Zh2O+SRELOxDfojW4NeWz+C6mZXEBlKR6htfQs1RqyvyeG0i",
+	"pIT8Ru1ABbbO8BGy2gLVQhnGOuyeuVm4UKUBidKwwKrU5RdBIwRhBS+wE2gGfKHbj3JEJLdI9My4W1Om",
+	"ihyMXffpexUKmIS8JnfNcGjk7diJWTZQgjA9C2b9UEPtxouZJ5YmuZIIFj6hyU/UyC3OIiVXeyQcm3NQ",
+	"FhmcCn+msjYm0ZEcE0R8vdprYOxPt/jqTS7XCqHThjqAbaUQwtsMTZCpJ3a3jthbpYkRSenWZTos3jHQ",
+	"THi2cMMguJVkQcanFjSBuJECiRfKWNdQ95NfpuS0EJndxm/bSIahI3Sm2WwCGa8N/qjsHPT68jkUa80x",
+	"ajCRoVs5FVKYOeQj1lE5loZYYXD3wgwsictnXEg3Uhc0wzf+pwMuG+ZoLnUrfRYMYrvplNUC8sNXPj3M",
+	"1RK9nG1ANKWtyxw0DOrKTdlPnrCeEPGWo7Np2gvYvRogAu1+Gdkv9SgiDeXUN+c+Bjc2m0Ch5MxQhET3",
+	"PL04vzm7e3N+98fbu39RYH1zfnf67s3vZ1d3/3JhLuoZWKDCvpHOxafPGGl3KsheFThc+e3cjfijQY4N",
+	"T297UdqLfG1rtzHUj9B4sZDTSGp7o6TVqjC9VbCDdF4IS2kGjDXoFTlbqVqbQ0ymzleMPWbgw4TPRkta",
+	"MC7n3N5KB511oksZBf5wVEOpHtaOalI/aGfTMHZ3gag3a0eK+a3U2IzQBCpcRLVSeGljIjVyJSW6qPRb",
+	"NakYr+0cpPWLTnYwERJbPSRSKFVhOPRjQytsgXoltXTVxfNSSHby/hxLF9DGqffFaDwahwaUVyI5Tn4c",
+	"jUc/YrnM7Zygd0SvHjUqwN9mQEjDvEdMoV8lF8LY0+bUhq//MB4/aXm7V2xotnT9+iC6au6Y0W/lnAAM",
+	"Y4z2+93Q6ZNEreXd+n13cFMzR59E/ugwXEBsq3BuDZuHHZ0rxrrrFN/O+m2ZaymkWjIlX6HFy7rFj4P3",
+	"yI0xWmY4pcsb1aSdjzH+/BpfDPzVs+3LXUWpYSXXC8iDaLTVf+nei1m4oX/UrP67pnnL9aLd8q3prg0z",
+	"bVZmUbz+CtYv1b4Qq9sg6m8YAGRWa029Kp3ahB+emMbWe9GAQyqt6oig1x1B6WuL1ypffRMZuyh6/Mc0",
+	"6/WGziMkZvAMPObGuzHX+gSma5HzfYP/AZZUNLWiuKskYO/fwmahZtsjqVtumL7/RmZVC1gZN5MSJnx7",
+	"9IXfQw3f42pJy7VbfNKlQ5e5KWXytGDyDRKF3xTtmSZQzJQZ6v9cV+K+N8OkvIDVV8CR6wHDlsoPKzer",
+	"gdTpF7savzVEBjrbyh6kjsJeaijihd1yD1YxSdZHjja/4UOE7H6l+aLui828x55tyJybGvsM431Zruox",
+	"gRbnzceEzb71QOlmEWwh7weMo/We0Nt3c/HpFwEeLwuAyhCA3BICezxWSyuK8I3lswZbwjC3DnF1BeIf",
+	"21EwlmUciyWe30qqZDkzFir/Hp6n5tstt6HCIAi5q0dj6POrqn8z/HmpBhDoVPVPQc/ZPkDuGYLhIfBE",
+	"AFxqYS1ItPiU6w7qqCs2WwDn2mZh2EKqpXTDRI79NHXRkpdCzujz2G4DrXS7fz5EAr5Jc6ORZp5hVXQ2",
+	"WQkaCB03H1bg1XvMPv2q4lZiX49HSr5iE1iPuyar1K08Oh/wSQK6kK1F1DPD7sPzuxIsv8MOdiTy+1t5",
+	"0Dx5C5af+99pjtCWOiVyS77qFBFhPEs9bxlzJCwPrp1hvkfybI+098ygDjbRdsq2xi3YDYMkvaJR3fqw",
+	"O/7sYbFpsoYyHLG7q2wamrp/i+bo6wWajiW2aP6Lu6t3cm2kVhni/UjmfhXqfVT7EV2YY5cdszVbgsFS",
+	"94ZO7FPoOgbID4WhbhmGSs8wsNpPsxsTuO9TlW5dcESt6+eMX1x/kic6G8Z2Du5LmIi13OfW9HXAt2kl",
+	"w7cHe/WSL77ate3PyLeoHtOUT1JfoQcIuwu/od50mZ2BzpvhaXWU/z9HvmmYauN6WJlfJUg59FKAcnBu",
+	"lvSdoCTsgH6PaNpLWzwP+M0Cx9m7MT9elWu+lK/YegeT05aKtjachckbauEEqZ89YNnv6YRVXygQ3ATa",
+	"FUkjdiZojxRKAv9ZDYUyNoFMlWDYvd9M3rNaFmBoUYRtf4El+orlSkKsaCBWvjJkfviOkHFj+U0HfBJ6",
+	"8IWfv8//1BTg0rHKBn7JIi33f3z8/wAAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

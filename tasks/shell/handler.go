@@ -12,6 +12,7 @@ import (
 	"time"
 
 	gentasks "github.com/dlite-dev/dlite/gen/tasks"
+	"github.com/dlite-dev/dlite/internal/procgroup"
 	"github.com/dlite-dev/dlite/tasks"
 )
 
@@ -96,7 +97,7 @@ func (h *Handler) execute(ctx context.Context, j job) (out gentasks.ShellScriptO
 	envelope, _ := tasks.FromContext(ctx)
 	output := newTailBuffer(h.outputLimit())
 	grace := h.killGrace()
-	var g group
+	var g procgroup.Group
 	cmd := exec.CommandContext(ctx, h.shellPath(j.shell), "-c", wrapper(scriptPath, varsPath, j.vars), scriptPath)
 	cmd.Dir = dir
 	cmd.Env = environ(h.environ(), j.env, envelope)
@@ -104,7 +105,7 @@ func (h *Handler) execute(ctx context.Context, j job) (out gentasks.ShellScriptO
 	// stderr, so the output interleaves exactly as the script wrote it.
 	cmd.Stdout, cmd.Stderr = output, output
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return g.terminate(cmd.Process.Pid) }
+	cmd.Cancel = func() error { return g.Terminate(cmd.Process.Pid) }
 	// After SIGTERM, or after the shell exits while a background process still holds the
 	// output pipe, exec waits this long, then kills the shell and closes the pipe so Wait
 	// cannot hang on a grandchild.
@@ -120,8 +121,8 @@ func (h *Handler) execute(ctx context.Context, j job) (out gentasks.ShellScriptO
 	log.Debug("script started", "shell", string(j.shell), "pid", pid, "dir", dir)
 
 	waitErr := cmd.Wait()
-	interrupted := g.terminated()
-	g.stop(pid, grace)
+	interrupted := g.Terminated()
+	g.Stop(pid, grace)
 
 	out.Output = output.String()
 	if vars, err := readVars(varsPath, j.vars); err != nil {

@@ -3,6 +3,7 @@ package logstream
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"time"
 )
 
@@ -55,6 +56,15 @@ type Options struct {
 	SkipOpen bool
 	// SkipClose: leave the stream open at the end (only flush).
 	SkipClose bool
+
+	// Logger receives the writer's own warnings (a failed send, a retried upload); nil discards
+	// them. It never receives log lines.
+	Logger *slog.Logger
+	// Attempts bounds the tries of the open and of the upload (default 5).
+	Attempts int
+	// RetryWait is the wait before the second try; it doubles with each try up to 30s
+	// (default 500ms).
+	RetryWait time.Duration
 }
 
 // Factory builds the transport and options a stage's logs use, from the stage record's Config.

@@ -1,0 +1,21 @@
+package procgroup
+
+import "strings"
+
+// RunnerSettingPrefixes are the prefixes of the variables that configure the runner, the account
+// secret and tokens among them: DLITE_* for dlite, DRONE_DELEGATE_* for the names the older
+// delegate client read. They are compared case-insensitively, as a lower-case copy would leak the
+// same secret.
+var RunnerSettingPrefixes = []string{"DLITE_", "DRONE_DELEGATE_"}
+
+// IsRunnerSetting reports whether the variable name is one of the runner's own settings, which a
+// program the runner starts must not see.
+func IsRunnerSetting(name string) bool {
+	upper := strings.ToUpper(name)
+	for _, p := range RunnerSettingPrefixes {
+		if strings.HasPrefix(upper, p) {
+			return true
+		}
+	}
+	return false
+}
