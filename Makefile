@@ -34,7 +34,8 @@ lint:
 	$(GO) vet ./...
 	for d in $(EXAMPLES); do (cd $$d && $(GO) vet ./...) || exit 1; done
 
-## test-deps: what the tests need beyond Go (Debian's chromium for the browser test)
+## test-deps: what the tests need beyond Go: Debian's chromium (browser test), docker.io and busybox-static
+## (container tests); starts dockerd when no Docker daemon answers
 test-deps:
 	.ci/test-deps
 
