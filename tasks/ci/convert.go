@@ -22,6 +22,11 @@ const logKindHarness = "harness"
 // dataTIConfig is the stage data key that carries the test-intelligence config untouched.
 const dataTIConfig = "ti_config"
 
+// workspaceVolume is the name of the stage volume the manager makes the workspace of. The engine
+// gives every stage a workspace of its own (mounted at /harness in containers), so this volume is
+// not created: the stage's workspace takes its place.
+const workspaceVolume = "harness"
+
 // stageSpec translates a setup request (lite-engine's SetupRequest) into an engine stage.
 func stageSpec(id, logKey string, sr citasks.SetupRequest, services []citasks.ExecuteVMRequest) (engine.StageSpec, error) {
 	if strings.TrimSpace(id) == "" {
@@ -39,6 +44,9 @@ func stageSpec(id, logKey string, sr citasks.SetupRequest, services []citasks.Ex
 		vol, err := volume(i, v.Temp, v.Host)
 		if err != nil {
 			return engine.StageSpec{}, err
+		}
+		if vol.Host != nil && vol.Name == workspaceVolume {
+			continue
 		}
 		spec.Volumes = append(spec.Volumes, vol)
 	}
@@ -174,6 +182,10 @@ func stepSpec(s citasks.StartStepRequest) (engine.StepSpec, error) {
 		step.Auth = &engine.RegistryAuth{Address: s.Auth.Address, Username: s.Auth.Username, Password: s.Auth.Password}
 	}
 	for _, m := range s.Volumes {
+		if m.Name == workspaceVolume {
+			// The workspace is mounted into every container step already.
+			continue
+		}
 		step.Volumes = append(step.Volumes, engine.VolumeMount{Name: m.Name, Path: m.Path})
 	}
 	for _, o := range s.Outputs {

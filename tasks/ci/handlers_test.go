@@ -155,10 +155,8 @@ func TestVMStage(t *testing.T) {
 	require.Equal(t, "harness", spec.Logs.Kind)
 	require.JSONEq(t, `{"url": "http://logs", "account_id": "acc", "token": "tok", "indirect_upload": true}`, string(spec.Logs.Settings))
 	require.JSONEq(t, `{"url": "http://ti", "repo": "r"}`, string(spec.Data["ti_config"]))
-	require.Equal(t, []engine.Volume{
-		{Name: "cache", ID: "vol-1", Temp: &engine.TempVolume{}},
-		{Name: "harness", ID: "ws", Host: &engine.HostVolume{Path: "/tmp/harness", Create: true, Remove: true}},
-	}, spec.Volumes)
+	require.Equal(t, []engine.Volume{{Name: "cache", ID: "vol-1", Temp: &engine.TempVolume{}}}, spec.Volumes,
+		"the harness volume is the stage's workspace, which the engine makes")
 	require.Equal(t, []engine.File{{Path: "/tmp/f", Mode: 0o644, Data: "x"}}, spec.Files)
 	require.Len(t, spec.Services, 1)
 	require.True(t, spec.Services[0].Detach)
@@ -172,7 +170,7 @@ func TestVMStage(t *testing.T) {
 		"id": "out", "name": "Out", "log_key": "k1", "image": "alpine", "pull": "IfNotPresent",
 		"auth": {"address": "reg", "username": "u", "password": "p"},
 		"run": {"entrypoint": ["sh", "-c"], "commands": ["echo hi"]},
-		"environment": {"E": "1"}, "secrets": ["p"], "working_dir": "/w", "volumes": [{"name": "cache", "path": "/c"}],
+		"environment": {"E": "1"}, "secrets": ["p"], "working_dir": "/w", "volumes": [{"name": "cache", "path": "/c"}, {"name": "harness", "path": "/harness"}],
 		"output_vars": ["GREETING"], "outputs": [{"key": "TOKEN", "value": "TOK", "type": "SECRET"}], "timeout": 30,
 		"privileged": true, "user": "1000", "port_bindings": {"8080": "80"}, "network_aliases": ["out"]}}}`)
 	require.Equal(t, manager.CodeOK, o.Code)
@@ -214,17 +212,17 @@ func TestDockerSpellings(t *testing.T) {
 	}{
 		{"snake_case like the VM sibling", `{"id": "st", "pool_id": "p", "log_key": "lk", "setup_request": {
 			"envs": {"A": "1"}, "network": {"id": "n"}, "secrets": ["x"],
-			"volumes": [{"host": {"name": "harness", "path": "/h", "create": true}}],
+			"volumes": [{"host": {"name": "data", "path": "/h", "create": true}}],
 			"log_config": {"url": "http://l", "account_id": "a", "token": "t", "indirect_upload": false}}}`,
 			engine.StageSpec{ID: "st", LogKey: "lk", Network: engine.Network{ID: "n"}, Env: map[string]string{"A": "1"}, Secrets: []string{"x"},
-				Volumes: []engine.Volume{{Name: "harness", Host: &engine.HostVolume{Path: "/h", Create: true}}},
+				Volumes: []engine.Volume{{Name: "data", Host: &engine.HostVolume{Path: "/h", Create: true}}},
 				Logs:    logsOf(`{"url": "http://l", "account_id": "a", "token": "t", "indirect_upload": false}`)}},
 		{"camelCase like the bean", `{"id": "st", "poolID": "p", "logKey": "lk", "config": {
 			"envs": {"A": "1"}, "network": {"id": "n"}, "secrets": ["x"], "tiConfig": {"repo": "r"},
-			"volumes": [{"hostVolume": {"id": "v", "name": "harness", "path": "/h"}}],
+			"volumes": [{"hostVolume": {"id": "v", "name": "data", "path": "/h"}}],
 			"logConfig": {"url": "http://l", "accountID": "a", "token": "t", "indirectUpload": true}}}`,
 			engine.StageSpec{ID: "st", LogKey: "lk", Network: engine.Network{ID: "n"}, Env: map[string]string{"A": "1"}, Secrets: []string{"x"},
-				Volumes: []engine.Volume{{Name: "harness", ID: "v", Host: &engine.HostVolume{Path: "/h"}}},
+				Volumes: []engine.Volume{{Name: "data", ID: "v", Host: &engine.HostVolume{Path: "/h"}}},
 				Logs:    logsOf(`{"url": "http://l", "account_id": "a", "token": "t", "indirect_upload": true}`),
 				Data:    map[string]json.RawMessage{"ti_config": json.RawMessage(`{"repo": "r"}`)}}},
 	}
