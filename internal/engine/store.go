@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -28,15 +27,8 @@ const (
 // of one. Updates of one stage are serialised within the process; one runner process owns a
 // store's directory.
 type FileStore struct {
-	dir string
-
-	mu    sync.Mutex
-	locks map[string]*idLock
-}
-
-type idLock struct {
-	mu   sync.Mutex
-	refs int
+	dir   string
+	locks keyedMutex
 }
 
 var _ Store = (*FileStore)(nil)
@@ -69,7 +61,7 @@ func NewFileStore(dir string) (*FileStore, error) {
 			}
 		}
 	}
-	return &FileStore{dir: dir, locks: map[string]*idLock{}}, nil
+	return &FileStore{dir: dir}, nil
 }
 
 // Dir is the store's directory.
@@ -86,26 +78,7 @@ func (s *FileStore) path(id string) string {
 	return filepath.Join(s.dir, StageKey(id)+recordExt)
 }
 
-func (s *FileStore) lock(id string) func() {
-	s.mu.Lock()
-	l := s.locks[id]
-	if l == nil {
-		l = &idLock{}
-		s.locks[id] = l
-	}
-	l.refs++
-	s.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		s.mu.Lock()
-		l.refs--
-		if l.refs == 0 {
-			delete(s.locks, id)
-		}
-		s.mu.Unlock()
-	}
-}
+func (s *FileStore) lock(id string) func() { return s.locks.lock(id) }
 
 // Create stores a new record; an existing one gives an error matching ErrStageExists.
 func (s *FileStore) Create(ctx context.Context, st *Stage) error {
