@@ -19,6 +19,8 @@ type Stages interface {
 	Cleanup(ctx context.Context, stageID string) error
 }
 
+var _ Stages = (*engine.Engine)(nil)
+
 // Options configure the CI task handlers.
 type Options struct {
 	// Engine runs the stages. Required.
