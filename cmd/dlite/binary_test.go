@@ -227,7 +227,9 @@ func TestREADMECurlSession(t *testing.T) {
 	require.Len(t, ds, 1)
 	require.NotEmpty(t, ds[0].DelegateID)
 	require.Equal(t, "ENABLED", ds[0].Status)
-	require.Equal(t, []string{"HTTP_TASK", "SHELL_SCRIPT_TASK", "SLEEP_TASK"}, ds[0].SupportedTaskTypes)
+	require.Equal(t, []string{"CI_DOCKER_CLEANUP_TASK", "CI_DOCKER_EXECUTE_TASK", "CI_DOCKER_INITIALIZE_TASK",
+		"DLITE_CI_VM_CLEANUP_TASK", "DLITE_CI_VM_EXECUTE_TASK", "DLITE_CI_VM_INITIALIZE_TASK",
+		"HTTP_TASK", "SHELL_SCRIPT_TASK", "SLEEP_TASK"}, ds[0].SupportedTaskTypes, "dlite run serves the CI stage tasks too")
 
 	runner.signal(t, syscall.SIGTERM)
 	require.Equal(t, 0, runner.wait(t))
