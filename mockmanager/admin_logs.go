@@ -2,6 +2,7 @@ package mockmanager
 
 import (
 	"context"
+	"errors"
 
 	adminapi "github.com/dlite-dev/dlite/gen/admin"
 )
@@ -38,6 +39,14 @@ func (a adminAPI) GetLogBlob(_ context.Context, req adminapi.GetLogBlobRequestOb
 	}
 	b.Lines = nonNil(b.Lines)
 	return adminapi.GetLogBlob200JSONResponse(b), nil
+}
+
+func (a adminAPI) GetLogConfig(ctx context.Context, _ adminapi.GetLogConfigRequestObject) (adminapi.GetLogConfigResponseObject, error) {
+	base, ok := ctx.Value(baseURLKey{}).(string)
+	if !ok {
+		return nil, errors.New("log config: the request carries no base URL")
+	}
+	return adminapi.GetLogConfig200JSONResponse(a.s.LogConfig(base)), nil
 }
 
 // nonNil turns an absent list into an empty one: the admin contract does not let lists be null.

@@ -13,7 +13,8 @@
 // accepts the mock manager's own account (Options.AccountID) with its log token
 // (Options.LogToken, random unless given; read it with Server.LogToken), in the X-Harness-Token
 // header or query parameter or the x-api-key header, and refuses anything else with a 400 and an
-// error_msg, as the real service does. Those three values make a stage's log_config. It keeps
+// error_msg, as the real service does. LogConfig (or GET /admin/logs/config) gives those three as
+// a stage's log_config. It keeps
 // streams and permanent logs by `<accountID>/<key>`: open, write (lines for a stream that is not
 // open are dropped with a 200), close (with snapshot, the stream's lines become the permanent log;
 // with prefix, every open stream under the key closes), a live tail as server-sent events, uploads

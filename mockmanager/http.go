@@ -85,6 +85,7 @@ func (s *Server) newHandler() (*echo.Echo, error) {
 	for _, op := range admin.operations() {
 		adminMW[op] = []echo.MiddlewareFunc{admin.middleware}
 	}
+	adminMW["GetLogConfig"] = append(adminMW["GetLogConfig"], withBaseURL)
 	adminapi.RegisterHandlersWithOptions(e,
 		adminapi.NewStrictHandler(adminAPI{s}, nil),
 		adminapi.RegisterHandlersOptions{OperationMiddlewares: adminMW})
@@ -106,11 +107,8 @@ func (s *Server) handleError(err error, c echo.Context) {
 	}
 	var body any = apiError{Code: codeFor(status), Message: msg}
 	if strings.HasPrefix(c.Request().URL.Path, LogServicePath+"/") {
-		// The log service has an error body of its own, and answers every refusal with 400.
+		// The log service has an error body of its own.
 		body = logRefusal(status, msg)
-		if status < http.StatusInternalServerError {
-			status = http.StatusBadRequest
-		}
 	}
 	if err := c.JSON(status, body); err != nil {
 		s.log.Warn("write error response", "error", err)

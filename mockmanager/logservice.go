@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -44,6 +45,9 @@ type (
 	LogBlob = adminapi.LogBlob
 	// LogBlobSource says how a permanent log arrived: service, link or snapshot.
 	LogBlobSource = adminapi.LogBlobSource
+	// LogConfig is a CI stage's log_config pointing at the mock log service; it marshals to the
+	// wire's own names (url, account_id, token).
+	LogConfig = adminapi.LogConfig
 )
 
 // How a permanent log arrived.
@@ -222,7 +226,8 @@ func (l *logService) store(account, key string, via LogBlobSource, body []byte) 
 
 // schemaReason is a schema error's reason and field, without the schema dump.
 func schemaReason(err error) string {
-	if se, ok := err.(*openapi3.SchemaError); ok {
+	var se *openapi3.SchemaError
+	if errors.As(err, &se) {
 		if path := se.JSONPointer(); len(path) > 0 {
 			return fmt.Sprintf("field %s: %s", strings.Join(path, "/"), se.Reason)
 		}
@@ -288,6 +293,12 @@ func (b *logBlob) view() LogBlob {
 // LogToken returns the token the mock log service accepts: put it in a stage's log_config
 // together with AccountID and the log service URL (Running.LogServiceURL, TestServer.LogServiceURL).
 func (s *Server) LogToken() string { return string(s.logs.token) }
+
+// LogConfig returns the log_config a CI stage needs to send its logs to the mock log service
+// at logServiceURL (Running.LogServiceURL, TestServer.LogServiceURL).
+func (s *Server) LogConfig(logServiceURL string) LogConfig {
+	return LogConfig{Url: logServiceURL, AccountId: s.accountID, Token: s.LogToken()}
+}
 
 // LogKeys returns every key the mock log service holds a stream or a permanent log for, sorted by
 // account and key; given a prefix, only the keys (of any account) that start with it.

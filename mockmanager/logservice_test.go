@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -208,6 +209,7 @@ func TestLogServiceAuth(t *testing.T) {
 	}
 }
 
+// Refusals come in the service's error body, naming what is wrong.
 func TestLogServiceRefusesMalformedRequests(t *testing.T) {
 	t.Parallel()
 	mm := mockmanager.NewTest(t, mockmanager.Options{})
@@ -216,13 +218,14 @@ func TestLogServiceRefusesMalformedRequests(t *testing.T) {
 	q := func(v url.Values) string { return mm.LogServiceURL() + "/stream?" + v.Encode() }
 	tests := []struct {
 		name, method, url, contentType, body, msg string
+		status                                    int
 	}{
-		{"no key", http.MethodPost, q(url.Values{"accountID": {mm.AccountID()}}), "", "", "key"},
-		{"no account", http.MethodPost, q(url.Values{"key": {"k"}}), "", "", "accountID"},
-		{"lines not an array", http.MethodPut, q(url.Values{"accountID": {mm.AccountID()}, "key": {"k"}}), "application/json", `{"out":"x"}`, "request body"},
-		{"line without out", http.MethodPut, q(url.Values{"accountID": {mm.AccountID()}, "key": {"k"}}), "application/json", `[{"pos":0,"time":"2026-01-02T03:04:05Z"}]`, "out"},
-		{"line with a bad time", http.MethodPut, q(url.Values{"accountID": {mm.AccountID()}, "key": {"k"}}), "application/json", `[{"pos":0,"out":"x","time":"yesterday"}]`, "time"},
-		{"unknown method", http.MethodPatch, q(url.Values{"accountID": {mm.AccountID()}, "key": {"k"}}), "", "", "Method Not Allowed"},
+		{"no key", http.MethodPost, q(url.Values{"accountID": {mm.AccountID()}}), "", "", "key", http.StatusBadRequest},
+		{"no account", http.MethodPost, q(url.Values{"key": {"k"}}), "", "", "accountID", http.StatusBadRequest},
+		{"lines not an array", http.MethodPut, q(url.Values{"accountID": {mm.AccountID()}, "key": {"k"}}), "application/json", `{"out":"x"}`, "request body", http.StatusBadRequest},
+		{"line without out", http.MethodPut, q(url.Values{"accountID": {mm.AccountID()}, "key": {"k"}}), "application/json", `[{"pos":0,"time":"2026-01-02T03:04:05Z"}]`, "out", http.StatusBadRequest},
+		{"line with a bad time", http.MethodPut, q(url.Values{"accountID": {mm.AccountID()}, "key": {"k"}}), "application/json", `[{"pos":0,"out":"x","time":"yesterday"}]`, "time", http.StatusBadRequest},
+		{"unknown method", http.MethodPatch, q(url.Values{"accountID": {mm.AccountID()}, "key": {"k"}}), "", "", "Method Not Allowed", http.StatusMethodNotAllowed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -237,7 +240,7 @@ func TestLogServiceRefusesMalformedRequests(t *testing.T) {
 			require.NoError(t, err)
 			body, _ := io.ReadAll(res.Body)
 			_ = res.Body.Close()
-			require.Equal(t, http.StatusBadRequest, res.StatusCode, string(body))
+			require.Equal(t, tt.status, res.StatusCode, string(body))
 			var e logapi.Error
 			require.NoError(t, json.Unmarshal(body, &e), string(body))
 			require.Contains(t, e.ErrorMsg, tt.msg)
@@ -426,6 +429,13 @@ func TestAdminLogs(t *testing.T) {
 	missingStream, err := admin.GetLogStreamWithResponse(ctx, &adminapi.GetLogStreamParams{Key: "nope"})
 	require.NoError(t, err)
 	require.Equal(t, http.StatusNotFound, missingStream.StatusCode(), string(missingStream.Body))
+
+	cfg, err := admin.GetLogConfigWithResponse(ctx)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, cfg.StatusCode(), string(cfg.Body))
+	require.Equal(t, mm.LogConfig(), *cfg.JSON200)
+	require.JSONEq(t, fmt.Sprintf(`{"url":%q,"account_id":%q,"token":%q}`, mm.LogServiceURL(), mm.AccountID(), mm.LogToken()),
+		string(cfg.Body), "the wire's own names, to paste into a log_config")
 }
 
 func TestWaitBlob(t *testing.T) {

@@ -15,6 +15,7 @@ const shutdownGrace = 5 * time.Second
 
 // Running is a Server listening on a network address.
 type Running struct {
+	s    *Server
 	srv  *http.Server
 	ln   net.Listener
 	done chan struct{}
@@ -29,6 +30,7 @@ func (s *Server) Start(addr string) (*Running, error) {
 		return nil, fmt.Errorf("mock manager: listen on %s: %w", addr, err)
 	}
 	r := &Running{
+		s: s,
 		srv: &http.Server{
 			Handler:           s.Handler(),
 			ReadHeaderTimeout: 10 * time.Second,
@@ -66,6 +68,10 @@ func (r *Running) URL() string {
 // LogServiceURL returns the base URL of the mock log service, such as
 // "http://127.0.0.1:41234/log-service": a stage's log_config url.
 func (r *Running) LogServiceURL() string { return r.URL() + LogServicePath }
+
+// LogConfig returns the log_config a CI stage needs to send its logs to this server's mock log
+// service.
+func (r *Running) LogConfig() LogConfig { return r.s.LogConfig(r.LogServiceURL()) }
 
 // Done is closed when the server has stopped serving.
 func (r *Running) Done() <-chan struct{} { return r.done }

@@ -49,3 +49,6 @@ func NewTest(t testing.TB, opts Options) *TestServer {
 // "http://127.0.0.1:41234/log-service": a stage's log_config url, with AccountID as its
 // account_id and LogToken as its token.
 func (ts *TestServer) LogServiceURL() string { return ts.URL + LogServicePath }
+
+// LogConfig returns the log_config a CI stage needs to send its logs to the mock log service.
+func (ts *TestServer) LogConfig() LogConfig { return ts.Server.LogConfig(ts.LogServiceURL()) }

@@ -188,6 +188,13 @@ type LogBlobSummary struct {
 	Via LogBlobSource `json:"via"`
 }
 
+// LogConfig A stage's log_config, in the wire's own names.
+type LogConfig struct {
+	AccountId string `json:"account_id"`
+	Token     string `json:"token"`
+	Url       string `json:"url"`
+}
+
 // LogKey A log key and what the mock log service holds for it.
 type LogKey struct {
 	AccountId string            `json:"accountId"`
@@ -478,6 +485,14 @@ type ClientInterface interface {
 	// Corresponds with GET /admin/logs/blob (the `GetLogBlob` operationId).
 	GetLogBlob(ctx context.Context, params *GetLogBlobParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetLogConfig The log_config a CI stage needs to send its logs to the mock log service.
+	//
+	// Its url is the mock log service as this request reached the server; paste the object into a
+	// stage's `setup_request.log_config`.
+	//
+	// Corresponds with GET /admin/logs/config (the `GetLogConfig` operationId).
+	GetLogConfig(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetLogStream The lines of a key's live stream, as written so far.
 	//
 	// A closed stream keeps its lines here until the key's stream is opened again, so a test can read
@@ -635,6 +650,24 @@ func (c *Client) ListLogKeys(ctx context.Context, params *ListLogKeysParams, req
 // Corresponds with GET /admin/logs/blob (the `GetLogBlob` operationId).
 func (c *Client) GetLogBlob(ctx context.Context, params *GetLogBlobParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetLogBlobRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetLogConfig The log_config a CI stage needs to send its logs to the mock log service.
+//
+// Its url is the mock log service as this request reached the server; paste the object into a
+// stage's `setup_request.log_config`.
+//
+// Corresponds with GET /admin/logs/config (the `GetLogConfig` operationId).
+func (c *Client) GetLogConfig(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetLogConfigRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -1036,6 +1069,33 @@ func NewGetLogBlobRequest(server string, params *GetLogBlobParams) (*http.Reques
 	return req, nil
 }
 
+// NewGetLogConfigRequest constructs an http.Request for the GetLogConfig method
+func NewGetLogConfigRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/logs/config")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewGetLogStreamRequest constructs an http.Request for the GetLogStream method
 func NewGetLogStreamRequest(server string, params *GetLogStreamParams) (*http.Request, error) {
 	var err error
@@ -1416,6 +1476,16 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /admin/logs/blob (the `GetLogBlob` operationId).
 	GetLogBlobWithResponse(ctx context.Context, params *GetLogBlobParams, reqEditors ...RequestEditorFn) (*GetLogBlobResponse, error)
 
+	// GetLogConfigWithResponse The log_config a CI stage needs to send its logs to the mock log service.
+	//
+	// Its url is the mock log service as this request reached the server; paste the object into a
+	// stage's `setup_request.log_config`.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /admin/logs/config (the `GetLogConfig` operationId).
+	GetLogConfigWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetLogConfigResponse, error)
+
 	// GetLogStreamWithResponse The lines of a key's live stream, as written so far.
 	//
 	// A closed stream keeps its lines here until the key's stream is opened again, so a test can read
@@ -1752,6 +1822,47 @@ func (r GetLogBlobResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetLogBlobResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetLogConfigResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *LogConfig
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetLogConfigResponse) GetJSON200() *LogConfig {
+	return r.JSON200
+}
+
+// GetBody returns the raw response body bytes
+func (r GetLogConfigResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetLogConfigResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetLogConfigResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetLogConfigResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -2194,6 +2305,22 @@ func (c *ClientWithResponses) GetLogBlobWithResponse(ctx context.Context, params
 	return ParseGetLogBlobResponse(rsp)
 }
 
+// GetLogConfigWithResponse The log_config a CI stage needs to send its logs to the mock log service.
+//
+// Its url is the mock log service as this request reached the server; paste the object into a
+// stage's `setup_request.log_config`.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /admin/logs/config (the `GetLogConfig` operationId).
+func (c *ClientWithResponses) GetLogConfigWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetLogConfigResponse, error) {
+	rsp, err := c.GetLogConfig(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetLogConfigResponse(rsp)
+}
+
 // GetLogStreamWithResponse The lines of a key's live stream, as written so far.
 //
 // A closed stream keeps its lines here until the key's stream is opened again, so a test can read
@@ -2496,6 +2623,32 @@ func ParseGetLogBlobResponse(rsp *http.Response) (*GetLogBlobResponse, error) {
 	return response, nil
 }
 
+// ParseGetLogConfigResponse parses an HTTP response from a GetLogConfigWithResponse call
+func ParseGetLogConfigResponse(rsp *http.Response) (*GetLogConfigResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetLogConfigResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest LogConfig
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseGetLogStreamResponse parses an HTTP response from a GetLogStreamWithResponse call
 func ParseGetLogStreamResponse(rsp *http.Response) (*GetLogStreamResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -2754,6 +2907,9 @@ type ServerInterface interface {
 	// GetLogBlob The permanent log of a key, as uploaded (or snapshotted).
 	// (GET /admin/logs/blob)
 	GetLogBlob(ctx echo.Context, params GetLogBlobParams) error
+	// GetLogConfig The log_config a CI stage needs to send its logs to the mock log service.
+	// (GET /admin/logs/config)
+	GetLogConfig(ctx echo.Context) error
 	// GetLogStream The lines of a key's live stream, as written so far.
 	// (GET /admin/logs/stream)
 	GetLogStream(ctx echo.Context, params GetLogStreamParams) error
@@ -2872,6 +3028,15 @@ func (w *ServerInterfaceWrapper) GetLogBlob(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.GetLogBlob(ctx, params)
+	return err
+}
+
+// GetLogConfig converts echo context to params.
+func (w *ServerInterfaceWrapper) GetLogConfig(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetLogConfig(ctx)
 	return err
 }
 
@@ -3042,6 +3207,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/admin/faults", wrapper.GetFaults, options.OperationMiddlewares["GetFaults"]...)
 	router.PUT(options.BaseURL+"/admin/faults", wrapper.SetFaults, options.OperationMiddlewares["SetFaults"]...)
 	router.GET(options.BaseURL+"/admin/logs", wrapper.ListLogKeys, options.OperationMiddlewares["ListLogKeys"]...)
+	router.GET(options.BaseURL+"/admin/logs/config", wrapper.GetLogConfig, options.OperationMiddlewares["GetLogConfig"]...)
 	router.GET(options.BaseURL+"/admin/logs/stream", wrapper.GetLogStream, options.OperationMiddlewares["GetLogStream"]...)
 	router.GET(options.BaseURL+"/admin/logs/blob", wrapper.GetLogBlob, options.OperationMiddlewares["GetLogBlob"]...)
 
@@ -3241,6 +3407,27 @@ func (response GetLogBlob404JSONResponse) VisitGetLogBlobResponse(w http.Respons
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLogConfigRequestObject struct {
+}
+
+type GetLogConfigResponseObject interface {
+	VisitGetLogConfigResponse(w http.ResponseWriter) error
+}
+
+type GetLogConfig200JSONResponse LogConfig
+
+func (response GetLogConfig200JSONResponse) VisitGetLogConfigResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3530,6 +3717,9 @@ type StrictServerInterface interface {
 	// GetLogBlob The permanent log of a key, as uploaded (or snapshotted).
 	// (GET /admin/logs/blob)
 	GetLogBlob(ctx context.Context, request GetLogBlobRequestObject) (GetLogBlobResponseObject, error)
+	// GetLogConfig The log_config a CI stage needs to send its logs to the mock log service.
+	// (GET /admin/logs/config)
+	GetLogConfig(ctx context.Context, request GetLogConfigRequestObject) (GetLogConfigResponseObject, error)
 	// GetLogStream The lines of a key's live stream, as written so far.
 	// (GET /admin/logs/stream)
 	GetLogStream(ctx context.Context, request GetLogStreamRequestObject) (GetLogStreamResponseObject, error)
@@ -3726,6 +3916,29 @@ func (sh *strictHandler) GetLogBlob(ctx echo.Context, params GetLogBlobParams) e
 		return err
 	} else if validResponse, ok := response.(GetLogBlobResponseObject); ok {
 		return validResponse.VisitGetLogBlobResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetLogConfig operation middleware
+func (sh *strictHandler) GetLogConfig(ctx echo.Context) error {
+	var request GetLogConfigRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetLogConfig(ctx.Request().Context(), request.(GetLogConfigRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetLogConfig")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetLogConfigResponseObject); ok {
+		return validResponse.VisitGetLogConfigResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -3931,63 +4144,66 @@ func (sh *strictHandler) AbortTask(ctx echo.Context, id TaskId) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"3Fttc9u2k/8qGN7NxP4PIyttrjN1Xjmx2/rqOBnb13tRd2yIXEmoSIABQCu6jL/7zS4AihRBSc5TZ/6v",
-	"GovgYh9++8x+SjJVVkqCtCY5/pRUXPMSLGj660LNTrJM1dK+x9/xpxxMpkVlhZLJcXIzB8bdCaamzM6B",
-	"LWD1iv5RqmzBSi75DPQzw9RSNkeXc5CsgKllqrajJE0EEvtQg14laSJ5Cclx4g+f50mamGwOJcf77arC",
-	"h8ZqIWfJ42OKTP4Oqy0MFmqGXKWMG2JM11KCZgakZcKyg6Wwc1VbeuYvPRxiagH4h4YPtdCQJ8dW19Bm",
-	"rxTyAuTMzpPjF2mE2RtuFuc5niTqFbfzNXGRb6W9Se0RD5tKSQNkrdc8v4IPNRiLf2VKWpD0T15Vhcg4",
-	"quTob4N6+dQi+58apslx8h9HayQcuafm6Exrpd1Vfb1qdxnLFRgmlWUlt9mc2bkw7OT9+Sh5TJNLZX9R",
-	"tcy/PUeXipkar+dmkbIcCphxC0xptP+IlO9p4BUnGWn5xFooK9vHzTuJWKAzLONFwaZKE0CQPIKj0qoC",
-	"bYVTPScSU6VL/FeScwvPrSgh6WEA2XasORj01dqwbufcMm4WkPdu7xGdaS4txCjqGpy/hffZkhs25zKH",
-	"HN3vFZvywrTOkLh4hkuzBA05ezn+uXXpRKkCuEwc/gJY/2zLteYnRdX81byrJn9DZpHhNxq4hRz9geJO",
-	"R50ij7t6+zqRR+meei76RDNe8UzYVVzr4SmpoDGBhpkwFpWQMjFlXK5aihDSwgx036Y968yVsZfk45GH",
-	"BTf2N+DaTmALjGRdFHxSQAgLPTJyiL6x3NakAZB1iao7uzx5fXF2mqTJ/56c35xf/nr3y7uru5P376/e",
-	"/XFykaTJ6fl1OHF6dnF2c3ba0nWLcl1VSnsr3qwqbzwLpYly4n/gWvMV/c1nT3pjG+BIfE8yylmjiBhq",
-	"XFTpQaYEY/gMdoMxHIzR/oXXhUuuXdS535mQeBByJqRVDB5Ar0LWZCDzSglpySf7UQeQ6ysP9j6kzZxr",
-	"wLSMb7fcGfMd+6/xj0iw5B9Fiah4kWLucv8eN1LIupw4hBfcgsxWbyOCnPFsHqKGsIZxprnMVckQuqyu",
-	"mFUuKZRcrlgpikIYyJTMDZsKbWyHj5/G4/E4ykvL3TQYsHsLvpwrAyxTUkKGp5gwjCiwkPm59Np5gkoe",
-	"I6a+ULPXhZr0gbSuZWIox6IiGhmE3HCpbZnxQs0uhISYo9VVoXju0sN+SepB8D3uQ2GvVa0z6HlEu3pz",
-	"RROSbLESxPtrWI+edM/Gv6klhekKdMmRKSrxuNbiAfJjdm9AP4gM7tnB+3fXN+xoUqjJYcruCyEX+OP/",
-	"3CAkOTNiJiFn+PMhU/pW3hvJKzNX9p4dZKoSmHk1AhlBZTXwkk1WjLOsQESRH4U3Dke3MkmbEOtZcFIu",
-	"MPj4c9FAGuSty5LrVR8+k5UFM4B18X8QSu+gW3Z5+t/X7y7jqaoBVf/RFxvdmdjdkHquB+z7O0QS8Umo",
-	"1RmXOVti/dN0EvjEa5XNVYHBQ2kmbKQY2+psE++g+0jp7bHFRR0q9qB3TQcbiju8ZUBp5N/RWhW1g3of",
-	"aHIiStIu9/I8F0iHF+87z/v1RbwAWfNXwAMU0VdVbePgtfDRpqx0NS6a3GpRlpCjl7WE4Ab7NCxJUZxo",
-	"/VupAf8YP59w45wcmIvdbdIz/gBeP31/oOC4Z8jcMCjy4wT3ZAYset3g5ykYpvjzhGj+zROMqkC2bmha",
-	"BPdkf1Z3JhG6qKG6I4d0fa6n40b6fnahSoWeI/Io3MQhEgTfLO2wo1IygzbWDpRmnFUapuKjSyGH7j95",
-	"F4FDDZaXfVjkS1jG+6mcWz7ggdwsnhmGB1Jsb1hIHB+fz9RzfwN26KMrvnzrq1zki0S68uOHSCQ3i6Zp",
-	"daUVU7ITmKgYX1e4QhoLPA+pDCv7bMWUhJhi1q3DZiQsVk3zZljGtV4JOfNVtZIhUxoUfGaYKxOnVBW3",
-	"2+sntDCihGh4u/YVbtN1l3yFsr9iY1YCl4ZJxQpROss3viGk/ellsqv+db8M2ZPh41dMdZVB0wTfFyGo",
-	"h2TfNcFqI5KexpB4BZnSOeTDAKEBiwMGX/fblK62j1oylcf73GGQhykZwRyzCYKcHeSAtHyJh1nip5fN",
-	"3R6lAZ7mcA+f2Huwg4HAXXDozbLO0j2xAgu7onNQ9Vk4j++GtrbPDD1yF3cdsxE5ZV4X3hdRec+Me9FL",
-	"HWVYQwZYiJ/Yz4z6jcSpM3aHZBxtG6K3Zh2O+SRELOxDfojW4NeWz+C6mZXEBlKR6htfQs1RqyvyeG0i",
-	"pIT8Ru1ABbbO8BGy2gLVQhnGOuyeuVm4UKUBidKwwKrU5RdBIwRhBS+wE2gGfKHbj3JEJLdI9My4W1Om",
-	"ihyMXffpexUKmIS8JnfNcGjk7diJWTZQgjA9C2b9UEPtxouZJ5YmuZIIFj6hyU/UyC3OIiVXeyQcm3NQ",
-	"FhmcCn+msjYm0ZEcE0R8vdprYOxPt/jqTS7XCqHThjqAbaUQwtsMTZCpJ3a3jthbpYkRSenWZTos3jHQ",
-	"THi2cMMguJVkQcanFjSBuJECiRfKWNdQ95NfpuS0EJndxm/bSIahI3Sm2WwCGa8N/qjsHPT68jkUa80x",
-	"ajCRoVs5FVKYOeQj1lE5loZYYXD3wgwsictnXEg3Uhc0wzf+pwMuG+ZoLnUrfRYMYrvplNUC8sNXPj3M",
-	"1RK9nG1ANKWtyxw0DOrKTdlPnrCeEPGWo7Np2gvYvRogAu1+Gdkv9SgiDeXUN+c+Bjc2m0Ch5MxQhET3",
-	"PL04vzm7e3N+98fbu39RYH1zfnf67s3vZ1d3/3JhLuoZWKDCvpHOxafPGGl3KsheFThc+e3cjfijQY4N",
-	"T297UdqLfG1rtzHUj9B4sZDTSGp7o6TVqjC9VbCDdF4IS2kGjDXoFTlbqVqbQ0ymzleMPWbgw4TPRkta",
-	"MC7n3N5KB511oksZBf5wVEOpHtaOalI/aGfTMHZ3gag3a0eK+a3U2IzQBCpcRLVSeGljIjVyJSW6qPRb",
-	"NakYr+0cpPWLTnYwERJbPSRSKFVhOPRjQytsgXoltXTVxfNSSHby/hxLF9DGqffFaDwahwaUVyI5Tn4c",
-	"jUc/YrnM7Zygd0SvHjUqwN9mQEjDvEdMoV8lF8LY0+bUhq//MB4/aXm7V2xotnT9+iC6au6Y0W/lnAAM",
-	"Y4z2+93Q6ZNEreXd+n13cFMzR59E/ugwXEBsq3BuDZuHHZ0rxrrrFN/O+m2ZaymkWjIlX6HFy7rFj4P3",
-	"yI0xWmY4pcsb1aSdjzH+/BpfDPzVs+3LXUWpYSXXC8iDaLTVf+nei1m4oX/UrP67pnnL9aLd8q3prg0z",
-	"bVZmUbz+CtYv1b4Qq9sg6m8YAGRWa029Kp3ahB+emMbWe9GAQyqt6oig1x1B6WuL1ypffRMZuyh6/Mc0",
-	"6/WGziMkZvAMPObGuzHX+gSma5HzfYP/AZZUNLWiuKskYO/fwmahZtsjqVtumL7/RmZVC1gZN5MSJnx7",
-	"9IXfQw3f42pJy7VbfNKlQ5e5KWXytGDyDRKF3xTtmSZQzJQZ6v9cV+K+N8OkvIDVV8CR6wHDlsoPKzer",
-	"gdTpF7savzVEBjrbyh6kjsJeaijihd1yD1YxSdZHjja/4UOE7H6l+aLui828x55tyJybGvsM431Zruox",
-	"gRbnzceEzb71QOlmEWwh7weMo/We0Nt3c/HpFwEeLwuAyhCA3BICezxWSyuK8I3lswZbwjC3DnF1BeIf",
-	"21EwlmUciyWe30qqZDkzFir/Hp6n5tstt6HCIAi5q0dj6POrqn8z/HmpBhDoVPVPQc/ZPkDuGYLhIfBE",
-	"AFxqYS1ItPiU6w7qqCs2WwDn2mZh2EKqpXTDRI79NHXRkpdCzujz2G4DrXS7fz5EAr5Jc6ORZp5hVXQ2",
-	"WQkaCB03H1bg1XvMPv2q4lZiX49HSr5iE1iPuyar1K08Oh/wSQK6kK1F1DPD7sPzuxIsv8MOdiTy+1t5",
-	"0Dx5C5af+99pjtCWOiVyS77qFBFhPEs9bxlzJCwPrp1hvkfybI+098ygDjbRdsq2xi3YDYMkvaJR3fqw",
-	"O/7sYbFpsoYyHLG7q2wamrp/i+bo6wWajiW2aP6Lu6t3cm2kVhni/UjmfhXqfVT7EV2YY5cdszVbgsFS",
-	"94ZO7FPoOgbID4WhbhmGSs8wsNpPsxsTuO9TlW5dcESt6+eMX1x/kic6G8Z2Du5LmIi13OfW9HXAt2kl",
-	"w7cHe/WSL77ate3PyLeoHtOUT1JfoQcIuwu/od50mZ2BzpvhaXWU/z9HvmmYauN6WJlfJUg59FKAcnBu",
-	"lvSdoCTsgH6PaNpLWzwP+M0Cx9m7MT9elWu+lK/YegeT05aKtjachckbauEEqZ89YNnv6YRVXygQ3ATa",
-	"FUkjdiZojxRKAv9ZDYUyNoFMlWDYvd9M3rNaFmBoUYRtf4El+orlSkKsaCBWvjJkfviOkHFj+U0HfBJ6",
-	"8IWfv8//1BTg0rHKBn7JIi33f3z8/wAAAP//",
+	"3FtdU9w4l/4rKu9WBd5yGjKTnaqBKxKYGXYISQE7ezFMgdo+3a1pW3IkmU5viv++dY4kt92Wu5skZKre",
+	"K8CWpfPxnG/xOclUWSkJ0prk6HNScc1LsKDprws1PckyVUv7AZ/joxxMpkVlhZLJUXIzA8bdCqYmzM6A",
+	"zWF5TL+UKpuzkks+Bf3CMLWQzdLFDCQrYGKZqu0oSROBm32sQS+TNJG8hOQo8YvP8yRNTDaDkuP5dlnh",
+	"S2O1kNPk8TFFIn+H5QYCCzVFqlLGDRGmaylBMwPSMmHZ3kLYmaotvfOH7g8RNQf8Q8PHWmjIkyOra2iT",
+	"Vwp5AXJqZ8nRqzRC7A038/McV9LuFbez1eYi37j3+m6PuNhUShogbb3h+RV8rMFY/CtT0oKkX3lVFSLj",
+	"KJKDvw3K5XNr2//UMEmOkv84WCHhwL01B2daK+2O6stVu8NYrsAwqSwruc1mzM6EYScfzkfJY5pcKvuL",
+	"qmX+/BRdKmZqPJ6becpyKGDKLTClUf8jEr7fA484yUjKJ9ZCWdk+bt5LxAKtYRkvCjZRmgCC2yM4Kq0q",
+	"0FY40XPaYqJ0ib8lObfw0ooSkh4GkGxHmoNBX6wN6XbGLeNmDnnv9N6mU82lhdiOugZnb+F7tuCGzbjM",
+	"IUfzO2YTXpjWGmIX13BpFqAhZ68Pf24dOlaqAC4Th78A1j/bfK3oSVE0fzXfqvHfkFkk+K0GbiFHeyC/",
+	"0xGnyOOm3j5O5NF9Tz0V/U0zXvFM2GVc6uEtiaBRgYapMBaFkDIxYVwuW4IQ0sIUdF+nPe3MlLGXZOOR",
+	"lwU39jfg2o5hA4xkXRR8XEBwC71t5ND+xnJbkwRA1iWK7uzy5M3F2WmSJv97cn5zfvnr3S/vr+5OPny4",
+	"ev/HyUWSJqfn12HF6dnF2c3ZaUvWrZ3rqlLaa/FmWXnlWShNlBL/gGvNl/Q3nz7pi02AI/b9llHKGkHE",
+	"UOO8Sg8yJRjDp7AdjGFhbO9feF244NpFnXvOhMSFkDMhrWLwAHoZoiYDmVdKSEs22fc6gFRfebD3IW1m",
+	"XAOGZfy6Zc4Y79h/Hf6IG5b8kygRFa9SjF3u98OGC1mXY4fwgluQ2fJdhJEzns2C1xDWMM40l7kqGUKX",
+	"1RWzygWFksslK0VRCAOZkrlhE6GN7dDx0+Hh4WGUlpa5aTBgd2Z8MVMGWKakhAxXMWEY7cBC5OfSS+cJ",
+	"InmMqPpCTd8UatwH0iqXiaEck4qoZxByzaQ2RcYLNb0QEmKGVleF4rkLD7sFqQfBdzgPmb1Wtc6gZxHt",
+	"7M0lTbhli5TA3l/DcvRb93T8m1qQm65AlxyJohSPay0eID9i9wb0g8jgnu19eH99ww7GhRrvp+y+EHKO",
+	"D//nBiHJmRFTCTnDx/tM6Vt5bySvzEzZe7aXqUpg5NUIZASV1cBLNl4yzrICEUV2FL7YH93KJG1crCfB",
+	"cTlH5+PXRR1p4LcuS66XffiMlxbMANbF/0FIvYNs2eXpf1+/v4yHqgZU/VdfrXSnYndC6qke0O9bJSdi",
+	"2ufphBnLp/DCoE7vMlqVMuFSk4XQ4EsJ9Pcmkog52N2JuKVZNQcZfVPrYrubx0Vp+4yw4wCTv8MyxqEv",
+	"SBiXOVtgkteUS/jGQ4fNVIEeUmkm7CCjAx5l7L3QLqr0oNvghxz0d9jvmhY2O25xCQNCIycWTchROgiu",
+	"gUouIiTtEgye5wL34cWHzvt+EhXPslb0FfAARfRTVdu4hVr4ZFNWukQeVW61KEvI0ZW0mOAGi1HMu5Gd",
+	"aJJfqQEncPhyzI3zZMBcgGpvPeUP4OXTN3qKADvGhTWFIj2Ocb/NgEavG/w8BcPkZJ8Qsp49iqqq4zua",
+	"Osi92Z3UrZGSDmp23RIouzbXk3HDfT+EUjpG7xF55G7iEAmMr+evWDYqmUEba3tKM84qDRPxycXJffcj",
+	"7yJwqIr0vA+zfAmLeNGYc8sHLJCb+QvDcEGKNRwL0fHTy6l66U/42yg5uuKLdz6VR7qIpSvfY4l4cjNv",
+	"KnOXPzIlO46JKo5VGi+kscDzEK+xfMmWTEmICWZVH617wmLZVKiGZVzrpZBTXzooGdIBg4xPDXO58IRS",
+	"/3YP4Ql1migh6t6ufRrftBZKvkTej9khK4FLw6RihSid5hvbENL+9DrZluS7J0P6ZPj6mKmuMKhl4os/",
+	"BPUQ79vadG1E0tsYEq8gUzqHfBgg1EVywOCrpgKFq839pEzl8WJ+GOShFUgwx2iCIGd7OeBePo/FKPHT",
+	"6+Zsj9IAT7O/g03s3L1CR+AO2PdqWUXpHluBhG3eOYj6LKzHb0Pt3ieGXrmDu4bZsJwyLwtviyi8F8Z9",
+	"6LmOEqwhA6w2TuwXev2G49Qpu7NlHG1rrLcaOo74JHgsLLZ+iBYa15hbXzcNoVjXLVJi4EcoOarnRR7P",
+	"TYSUkN+oLagQ1jD4BFltgXKhDH1dXZEZOFelATeljohVqYsvgvokwgpeYLnTdDFDSyNKEW25gaMXxp2a",
+	"MlXkYOyqGbFTooBByEtyW6PKFQpETkyzYScILcKg1o811K6HmvnN0iRXEsHCx9Teiiq5RVkk5Wr3vWPN",
+	"HIoig63vLxTWWrs9EmMCi2+WO3XF/eoWXb327EogtNpQBbApFUJ4m6E2ORX+7tQRe6c0ESIp3LpIh8k7",
+	"Opoxz+au4wW3kjTI+MSCJhA3XODmhTLWdQ36wQ8L30JkdhO9bSUZhobQadmzMWS8NvhQ2Rno1eEzKFaS",
+	"Y1RgIkG3ciKkMDPIR6wjckwNMcPg7oMpWGKXT7mQbm4gaFBh/KM9LhviqPl2K30UDGy7FpzVAvL9Yx8e",
+	"ZmqBVs7WIJrSaGkGGgZl5UYJJ0+YwQy0BzrjtJ2A3csBItDup5H9VI880lBMfXvufXCjszEUSk4NeUg0",
+	"z9OL85uzu7fnd3+8u/sXOda353en79/+fnZ19y/n5qKWgQkq7OrpnH/6gr59J4PsZYHDmd/WAZBfGvhY",
+	"s/S2FaU9z9fWdhtDfQ+NBws5iYS2t0parQrTm3c7SOeFsBRmwFiDVpGzpaq12cdg6mzF2CMG3k34aLSg",
+	"Kepixu2tdNBZBbqUkeMPSzWU6mFlqCb10wQ2CbMF54h6AwXcMb+VGosR6kCFgyhXCh+tdaRGLqVEE5V+",
+	"dCgV47WdgbR+msv2xkJiqYebFEpV6A59b9QKW6BcSSxdcfG8FJKdfDjH1AW0ceJ9NTocHYYClFciOUp+",
+	"HB2OfsR0mdsZQe+APj1oRIDPpkBIw7hHRKFdJRfC2NNm1Zqt/3B4+KQJ9U6+oRlF9vOD6Dy9o0Y/enQM",
+	"MPQx2g+xQ6VPHLUmlKvv3cJ1yRx8Fvmjw3ABsdHJuTVsFgaRLhnrzox8OetHgq6kkGrBlDxGjZd1ix4H",
+	"75FrY7TUcEqHN6JJOzdO/vwW1yL+6un29bak1LCS6znkgTW6uvDafRfTcLP/QXO/oauad1zP2yXfat+V",
+	"YibNXDCK11/B+snhV2J1E0T9CQOAzGqtqValVevwwxWT2Awz6nBIpFUdYfS6wyhdKXmj8uWz8NhF0eM/",
+	"JlkvNzQeITGCZ+Axd7gdc617Pl2NnO/q/PcwpaKuFfldJQFr/xY2CzXd7EndcMP07TfSq5rD0rielDDh",
+	"gtVXXvoaPsflkpZrN92lQ4cOc13K5GnO5BkChZ8U7RgmkM2UGar/XFXiLtVhUJ7D8hvgyNWAYUrlm5Xr",
+	"2UDq5ItVjR+NIgGdkWwPUgdhLjXk8cIAvQerGCerJQfrFxURIds/aa4NfrWad5izDalzXWJfoLyvi1U9",
+	"IlDjvLkx2QyV95Rupt0W8r7DOMiama7Xbz+/qHWB4TY68KShHhWG7l6hBp7NfI2Pa0Afs4ob6+ogl507",
+	"L8dvZWjp3BuwdXXn9xithsj3LgmNQc7Pop8XA/6QARSgHBydsTC74oLxVTUoAXIsATFpz8kQUQuD2XtP",
+	"XauxblRdJ2Fu4817DlAZdwzNjLAkZ7W0ogj3fl80rkAY5qZXLg1Ed8U41UEs45jb8vxWUuHBmbFQ+e9w",
+	"PfVK3IULqDBmQT6sOT9Z/DdzF56rAag4Uf1TnsLpPniIFwiGh0AT+YuFFtaCRI1PuO6gjmBrNgDO4VoY",
+	"NpdqIV3vlwBPTQ/JSyGndGW72+9Qut3u2McNfE3tOllN+8mqaCu5EtS/O2ou++DRO7Sq/WTpVlqV0pKS",
+	"L9kYVt3J8TJ1E6rOpVJJQPdXWhxl6LjC+7sSLL8TcqJGIr+/lXvNm3dg+bl/Tm2fNtepuyHDl52cL3TT",
+	"yeWWMUPCbO7aKeZ75DrtCcSOCY+DTbT6ta3umGEGQJJcUalu2tvtVvew2NTEQwkJkbstyx0akjxHLfvt",
+	"HE1HExsk/9XF8Hu5UlIra/R2JHM/ufY2qn1HNYwdyo7amqHOYGVyQyt2qUscAWSHwlBzA4YqhdBf3E2y",
+	"aw3T71NEbJxHRbXr28JfXS6QJTodxkZE7uJSRFvuXwDoMsfzVP7hqshOpf+rb3Zs+18bNogew5QPUt+g",
+	"ZAujJn+hYN1ktjo6r4an5VH+v5me1U21cT0szG/ipBx6yUE5ODd3KjpOSdgB+R5Qc56Grh7w6wmO03ej",
+	"fjwq13whj9lqZJbTUJGGbJyFRilK4QR3P3vAKs3vEyazIUFwAwOXJI3YmaCxX0gJ/C0ocmVsDJkqwbB7",
+	"P0i+Z7UswNBcTxjGC0zRlyxXEmJJA5HyjSHzw3eEjJuirBvgk9CDH/z8ff7RLsClo5U1/JJGWub/+Pj/",
+	"AQAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

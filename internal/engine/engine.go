@@ -194,7 +194,8 @@ func (e *Engine) Setup(ctx context.Context, spec StageSpec) (*Stage, error) {
 func (e *Engine) build(ctx context.Context, st *Stage) (*Stage, error) {
 	id := st.Spec.ID
 	log := e.log.With("stage", id)
-	w := e.openLog(ctx, st, st.Spec.LogKey, "setup", nil)
+	// The local log of setup is named so no Harness step id (letters and digits) can clash with it.
+	w := e.openLog(ctx, st, st.Spec.LogKey, "_setup", nil)
 	say := func(format string, args ...any) { _, _ = fmt.Fprintf(w, format+"\n", args...) }
 	closeLog := func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), logCloseTimeout)
@@ -396,8 +397,8 @@ func (e *Engine) Cleanup(ctx context.Context, stageID string) error {
 	errs := e.destroyInBackends(ctx, stageID)
 	e.waitStage(ctx, execs)
 	for _, f := range st.Spec.Files {
-		if err := os.RemoveAll(hostPath(st, f.Path)); err != nil && !errors.Is(err, syscall.ENOTDIR) {
-			errs = append(errs, fmt.Errorf("remove file %s: %w", f.Path, err))
+		if err := removeStageFile(st, f); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	for _, v := range st.Spec.Volumes {
@@ -417,6 +418,26 @@ func (e *Engine) Cleanup(ctx context.Context, stageID string) error {
 		return fmt.Errorf("cleanup of stage %s: %w", stageID, err)
 	}
 	log.Info("stage cleaned up")
+	return nil
+}
+
+// removeStageFile removes a file setup created. A directory outside the stage's own directories
+// is removed only when it is empty: it may have held things before the stage, and a recursive
+// removal of a path from the manager is not a risk worth taking.
+func removeStageFile(st *Stage, f File) error {
+	p := hostPath(st, f.Path)
+	var err error
+	if f.IsDir && !within(st.Workspace, p) && !within(st.Shared, p) {
+		err = os.Remove(p)
+		if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
+			return nil
+		}
+	} else {
+		err = os.RemoveAll(p)
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+		return fmt.Errorf("remove file %s: %w", f.Path, err)
+	}
 	return nil
 }
 

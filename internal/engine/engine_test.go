@@ -452,6 +452,8 @@ func TestSetupRedoesAStageLeftInitializing(t *testing.T) {
 		Workspace: filepath.Join(en.stateDir, "stages", engine.StageKey("crashed"), "workspace"),
 		Shared:    filepath.Join(en.stateDir, "stages", engine.StageKey("crashed"), "shared"),
 	}))
+	_, err = en.eng.Execute(t.Context(), "crashed", sh("early", "true"))
+	require.ErrorIs(t, err, engine.ErrInvalid, "no step runs before the setup is done")
 	st := en.setup(engine.StageSpec{ID: "crashed"})
 	require.DirExists(t, st.Workspace)
 	res := en.run("crashed", sh("s", "true"))
@@ -752,4 +754,34 @@ func TestStageRecordIsJSON(t *testing.T) {
 	require.Equal(t, "runner-1", st.Runner)
 	require.Equal(t, engine.StageReady, st.State)
 	require.NoError(t, en.eng.Cleanup(t.Context(), "json"))
+}
+
+func TestCleanupRemovesOnlyEmptyDirectoriesOutsideTheStage(t *testing.T) {
+	t.Parallel()
+	en := newEnv(t)
+	outside := t.TempDir()
+	empty, used := filepath.Join(outside, "empty"), filepath.Join(outside, "used")
+	st := en.setup(engine.StageSpec{ID: "dirs", Files: []engine.File{
+		{Path: empty, IsDir: true},
+		{Path: used, IsDir: true},
+		{Path: "/harness/inside", IsDir: true},
+	}})
+	require.NoError(t, os.WriteFile(filepath.Join(used, "keep.txt"), []byte("x"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(st.Workspace, "inside", "gone.txt"), []byte("x"), 0o600))
+	require.NoError(t, en.eng.Cleanup(t.Context(), "dirs"))
+	require.NoDirExists(t, empty)
+	require.FileExists(t, filepath.Join(used, "keep.txt"))
+	en.requireGone("dirs")
+}
+
+func TestSetupWritesItsOwnLog(t *testing.T) {
+	t.Parallel()
+	en := newEnv(t)
+	en.setup(engine.StageSpec{ID: "setup-log", LogKey: "stage/setup", Logs: logstream.Config{Kind: "fake"},
+		Services: []engine.StepSpec{{ID: "svc", Commands: []string{"exec sleep 60"}}}})
+	lines := en.logs.lines("stage/setup")
+	require.Equal(t, "Setting up stage setup-log\n", lines[0])
+	require.Contains(t, lines, "Started service svc\n")
+	require.Equal(t, "Stage setup-log is ready\n", lines[len(lines)-1])
+	require.NoError(t, en.eng.Cleanup(t.Context(), "setup-log"))
 }

@@ -69,9 +69,14 @@ func (e *Engine) Execute(ctx context.Context, stageID string, spec StepSpec) (St
 	if err := stageRunnable(st); err != nil {
 		return StepResult{}, fmt.Errorf("execute step %s: %w", spec.ID, err)
 	}
+	if st.State != StageReady {
+		return StepResult{}, fmt.Errorf("execute step %s: %w", spec.ID, invalidf("stage %s is not set up yet", st.Spec.ID))
+	}
 	return e.execute(ctx, st, spec)
 }
 
+// stageRunnable reports whether steps may start in the stage: it is ready, or being set up (its
+// services start then).
 func stageRunnable(st *Stage) error {
 	switch {
 	case st.SetupError != "":
@@ -194,7 +199,8 @@ func (e *Engine) own(ctx context.Context, x *execution, key stepKey, spec StepSp
 		proc, err = backend.Start(runCtx, run)
 	}
 	if err != nil {
-		e.closeLog(ctx, w, log)
+		_, _ = fmt.Fprintf(w, "The step could not start: %v\n", err)
+		_ = e.closeLog(ctx, w, log)
 		if errors.Is(err, ErrNotAllowed) || errors.Is(err, ErrInvalid) || errors.Is(err, ErrNoBackend) {
 			cancelTimeout()
 			return StepResult{}, false, fmt.Errorf("step %s: %w", spec.ID, err)
@@ -246,18 +252,23 @@ func (e *Engine) await(ctx, runCtx context.Context, key stepKey, spec StepSpec, 
 	proc Process, w *logstream.Writer, hostFiles stepFiles, started time.Time) StepResult {
 	log := e.log.With("stage", key.stage, "step", spec.ID)
 	res := StepResult{Started: started}
-	exit, err := proc.Wait(runCtx)
-	if err != nil {
+	exit, waitErr := proc.Wait(runCtx)
+	if waitErr != nil {
+		// The step's context ended, or the backend lost track of it: stop what is left.
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*e.opts.KillGrace+time.Minute)
 		if serr := proc.Stop(stopCtx, e.opts.KillGrace); serr != nil {
 			log.Warn("could not stop the step", "err", serr)
 		}
-		exit, err = proc.Wait(stopCtx)
+		exit, err := proc.Wait(stopCtx)
 		cancel()
 		if err != nil {
 			exit = Exit{Code: exitInternal}
 		}
-		res = e.interrupted(runCtx, spec, res)
+		if runCtx.Err() != nil {
+			res = e.interrupted(runCtx, spec, res)
+		} else {
+			res.Status, res.Error = StepError, fmt.Sprintf("waiting for the step: %v", waitErr)
+		}
 		res.ExitCode = exit.Code
 	} else {
 		res.ExitCode, res.OOMKilled = exit.Code, exit.OOMKilled

@@ -49,7 +49,8 @@ func (e *StatusError) Retryable() bool {
 // Retryable reports whether err, from a Transport method, is worth trying again: an answer with a
 // status that says so, or a call that got no answer at all (a refused or reset connection, a
 // timeout of the call itself). It is false for a refusal (4xx), and when the caller's own context
-// was cancelled.
+// was cancelled. The errors themselves answer the same through a Retryable() bool method, for
+// callers that do not import this package.
 func Retryable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return false
@@ -59,7 +60,7 @@ func Retryable(err error) bool {
 		return se.Retryable()
 	}
 	var ce *callError
-	return errors.As(err, &ce)
+	return errors.As(err, &ce) && ce.Retryable()
 }
 
 // callError is a call that got no answer.
@@ -73,6 +74,10 @@ func (e *callError) Error() string {
 }
 
 func (e *callError) Unwrap() error { return e.err }
+
+// Retryable reports true unless the caller's own context was cancelled: a call that got no answer
+// may get one later. Callers that know no transport can ask for this method.
+func (e *callError) Retryable() bool { return !errors.Is(e.err, context.Canceled) }
 
 func callFailed(call, key string, err error) error {
 	return &callError{call: call, key: key, err: err}

@@ -385,6 +385,9 @@ func TestUnreachableServiceIsRetryable(t *testing.T) {
 	err = tr.Open(context.Background(), "k")
 	require.ErrorContains(t, err, "harness log service: open stream k:")
 	require.True(t, harnesslog.Retryable(err))
+	var r interface{ Retryable() bool }
+	require.ErrorAs(t, err, &r, "the error says itself whether it is worth retrying")
+	require.True(t, r.Retryable())
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

@@ -219,6 +219,24 @@ echo cached > /cache/v`)
 	require.Equal(t, "cached\n", out, "a temp volume outlives the step that wrote it")
 }
 
+func TestStartLabelsAVolumeSetupDidNotMake(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t, docker.Options{})
+	cli := dockertest.Client(t)
+	ctx := context.Background()
+	st := newStage(t, b, engine.Volume{Name: "cache", Temp: &engine.TempVolume{}})
+	name := docker.VolumeName(st.Spec.ID, st.Spec.Volumes[0])
+	require.NoError(t, cli.VolumeRemove(ctx, name, true))
+
+	step := shell(t, "uses-cache", "touch /cache/x")
+	step.Volumes = []engine.VolumeMount{{Name: "cache", Path: "/cache"}}
+	exit, out := run(t, b, st, step, nil)
+	require.Equal(t, 0, exit.Code, out)
+	v, err := cli.VolumeInspect(ctx, name)
+	require.NoError(t, err)
+	require.Equal(t, st.Spec.ID, v.Labels[engine.LabelStage], "cleanup finds the volume by its label")
+}
+
 func TestStepExitCodesAndEntrypoints(t *testing.T) {
 	t.Parallel()
 	b := newBackend(t, docker.Options{})
@@ -232,6 +250,7 @@ func TestStepExitCodesAndEntrypoints(t *testing.T) {
 		{name: "success", step: shell(t, "ok", "echo fine"), wantOut: "fine\n"},
 		{name: "non-zero exit", step: shell(t, "fail", "echo failing; exit 3"), wantCode: 3, wantOut: "failing\n"},
 		{name: "default working dir is the workspace", step: shell(t, "pwd", "pwd"), wantOut: "/harness\n"},
+		{name: "user", step: func() engine.StepSpec { s := shell(t, "user", "id -u"); s.User = "nobody"; return s }(), wantOut: "65534\n"},
 		{
 			name:    "no commands run the entrypoint alone (plugins)",
 			step:    engine.StepSpec{ID: "plugin", Image: dockertest.Image(t), Entrypoint: []string{"/bin/echo", "plugin", "says", "hi"}},

@@ -60,6 +60,9 @@ func (b *Backend) Start(ctx context.Context, r engine.Run) (engine.Process, erro
 	if err := b.ensureImage(ctx, step); err != nil {
 		return nil, err
 	}
+	if err := b.ensureMountedVolumes(ctx, st, hostCfg.Mounts); err != nil {
+		return nil, err
+	}
 	created, err := b.cli.ContainerCreate(ctx, cfg, hostCfg, netCfg, nil, name)
 	if err != nil {
 		if cerrdefs.IsConflict(err) {
@@ -187,6 +190,23 @@ func (b *Backend) containerConfig(r engine.Run) (*container.Config, *container.H
 		netName: {Aliases: aliases(step)},
 	}}
 	return cfg, hostCfg, netCfg, nil
+}
+
+// ensureMountedVolumes makes sure the stage's temp volumes a step mounts exist with the stage's
+// labels: the daemon would otherwise create a missing one unlabelled, and cleanup would miss it.
+func (b *Backend) ensureMountedVolumes(ctx context.Context, st *engine.Stage, mounts []mount.Mount) error {
+	for _, v := range st.Spec.Volumes {
+		if v.Temp == nil {
+			continue
+		}
+		name := VolumeName(st.Spec.ID, v)
+		if slices.ContainsFunc(mounts, func(m mount.Mount) bool { return m.Type == mount.TypeVolume && m.Source == name }) {
+			if err := b.ensureVolume(ctx, st.Spec.ID, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // wantsSocket decides whether a step gets the Docker socket: the step's choice, else the stage's,
