@@ -81,12 +81,13 @@ func provideStageEngine(cfg *config.Config, h handlers, logger *slog.Logger) (st
 	return stageEngine{e}, cleanup, nil
 }
 
-// provideCITasks is the task server of the six CI stage task types over the engine.
-func provideCITasks(e stageEngine, logger *slog.Logger) (ciTasks, error) {
+// provideCITasks is the task server of the six CI stage task types over the engine. Its handlers
+// log through the task's logger, which the runtime hands them.
+func provideCITasks(e stageEngine) (ciTasks, error) {
 	if e.Engine == nil {
 		return ciTasks{}, nil
 	}
-	h, err := ci.New(ci.Options{Engine: e.Engine, Logger: logger})
+	h, err := ci.New(ci.Options{Engine: e.Engine})
 	if err != nil {
 		return ciTasks{}, errs.Wrap(errs.CodeInvalidConfig, "CI tasks", err)
 	}

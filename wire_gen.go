@@ -28,7 +28,7 @@ func assemble(cfg *config.Config, h handlers, logger *slog.Logger) (*runtime, fu
 		cleanup()
 		return nil, nil, err
 	}
-	dliteCiTasks, err := provideCITasks(dliteStageEngine, logger)
+	dliteCiTasks, err := provideCITasks(dliteStageEngine)
 	if err != nil {
 		cleanup2()
 		cleanup()

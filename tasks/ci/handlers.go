@@ -3,7 +3,6 @@ package ci
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 
@@ -31,8 +30,6 @@ type Options struct {
 	// the host, or 127.0.0.1 when it has none. The steps run on this runner's own host, so the
 	// manager only needs the address to be non-empty.
 	IPAddress string
-	// Logger receives the handlers' logs; discarded when nil.
-	Logger *slog.Logger
 }
 
 // Handlers serve the six CI stage task types of openapi/citasks.yaml. Build them with New.
@@ -41,7 +38,6 @@ type Handlers struct {
 	host    string
 	ip      string
 	schemas schemas
-	logger  *slog.Logger
 }
 
 var _ citasks.StrictServerInterface = (*Handlers)(nil)
@@ -55,7 +51,7 @@ func New(opts Options) (*Handlers, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handlers{engine: opts.Engine, host: opts.HostName, ip: opts.IPAddress, schemas: sch, logger: opts.Logger}
+	h := &Handlers{engine: opts.Engine, host: opts.HostName, ip: opts.IPAddress, schemas: sch}
 	if h.host == "" {
 		if h.host, err = os.Hostname(); err != nil {
 			return nil, fmt.Errorf("ci: host name: %w", err)
@@ -63,9 +59,6 @@ func New(opts Options) (*Handlers, error) {
 	}
 	if h.ip == "" {
 		h.ip = HostAddress()
-	}
-	if h.logger == nil {
-		h.logger = slog.New(slog.DiscardHandler)
 	}
 	return h, nil
 }
