@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 
@@ -332,4 +333,19 @@ func TestSetupFailureStillPinsTheStage(t *testing.T) {
 	require.Equal(t, "setup stage st: create network: not allowed by the runner's configuration", body["errorMessage"])
 	require.Equal(t, map[string]any{"id": "dlg-42", "hostName": "build-host"}, body["delegateMetaInfo"],
 		"the cleanup of a half-built stage must come back to this runner")
+}
+
+func TestHostAddressIsAnAddress(t *testing.T) {
+	t.Parallel()
+	ip := net.ParseIP(ci.HostAddress())
+	require.NotNil(t, ip, "the manager needs a non-empty address")
+	addrs, err := net.InterfaceAddrs()
+	require.NoError(t, err)
+	global := false
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.IsGlobalUnicast() {
+			global = true
+		}
+	}
+	require.Equal(t, global, !ip.IsLoopback(), "loopback only when the host has no other address")
 }
