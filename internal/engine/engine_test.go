@@ -196,10 +196,12 @@ func TestStageLifeOnTheHost(t *testing.T) {
 		Env: map[string]string{"WS": filepath.Join(st.Workspace, "config")}, WorkingDir: "/harness/config"})
 	require.Equal(t, engine.StepSuccess, res.Status, "a container working directory maps into the workspace")
 
-	res = en.run("stage-life", sh("fails", `echo partial=yes >> "$DRONE_OUTPUT"; exit 3`))
+	res = en.run("stage-life", engine.StepSpec{ID: "fails", Commands: []string{`echo partial=yes >> "$DRONE_OUTPUT"; exit 3`},
+		OutputVars: []string{"partial"}})
 	require.Equal(t, engine.StepFailure, res.Status)
 	require.Equal(t, 3, res.ExitCode)
 	require.Equal(t, "exit status 3", res.Error)
+	require.Equal(t, map[string]string{"partial": "yes"}, res.OutputVars, "a failed step still answers what it wrote")
 
 	stages, err := en.eng.Stages(t.Context())
 	require.NoError(t, err)

@@ -84,3 +84,25 @@ func TestFileStem(t *testing.T) {
 		require.NotContains(t, stem, "/")
 	}
 }
+
+func FuzzParseDotenv(f *testing.F) {
+	f.Add("A=1\nB=\"x\\ny\"\nC=__B64__eA==\n")
+	f.Add("export K='v'\r\n# c\n=x\n")
+	f.Add("K=" + strings.Repeat("x", MaxOutputLine+1))
+	f.Fuzz(func(t *testing.T, data string) {
+		got, err := parseDotenv(strings.NewReader(data))
+		if err != nil {
+			return
+		}
+		for k := range got {
+			if k == "" || strings.ContainsAny(k, "=\n") {
+				t.Fatalf("parsed a bad key %q", k)
+			}
+		}
+		for line := range strings.SplitSeq(data, "\n") {
+			if len(strings.TrimSuffix(line, "\r")) > MaxOutputLine {
+				t.Fatalf("a line of %d bytes was accepted", len(line))
+			}
+		}
+	})
+}
