@@ -34,6 +34,24 @@ func loadSchemas() (schemas, error) {
 	return out, nil
 }
 
+// unknownKeys returns the top-level keys of a task's data that its schema does not name, sorted.
+// The CI_DOCKER_* JSON is partly inferred, so the Docker handlers log them: they show what the
+// manager really sends.
+func (s schemas) unknownKeys(name string, data []byte) []string {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(data, &top) != nil {
+		return nil
+	}
+	var out []string
+	for k := range top {
+		if _, known := s[name].Properties[k]; !known {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // decode validates data against the named schema and decodes it into v. Its error says which
 // fields are wrong without echoing their values: task data holds secrets.
 func (s schemas) decode(name string, data []byte, v any) error {

@@ -6,13 +6,14 @@ import (
 
 	"github.com/dlite-dev/dlite/gen/citasks"
 	"github.com/dlite-dev/dlite/internal/engine"
+	"github.com/dlite-dev/dlite/tasks"
 )
 
 // DockerInitializeTask sets a stage up from a CI_DOCKER_INITIALIZE_TASK, in either spelling:
 // snake_case setup_request wins over the camelCase config when both are present.
 func (h *Handlers) DockerInitializeTask(ctx context.Context, req citasks.DockerInitializeTaskRequestObject) (citasks.DockerInitializeTaskResponseObject, error) {
 	var data citasks.DockerInitializeData
-	spec, err := engine.StageSpec{}, h.schemas.decode("DockerInitializeData", *req.Body, &data)
+	spec, err := engine.StageSpec{}, h.decodeDocker(ctx, "DockerInitializeData", *req.Body, &data)
 	if err == nil {
 		var sr citasks.SetupRequest
 		switch {
@@ -34,7 +35,7 @@ func (h *Handlers) DockerInitializeTask(ctx context.Context, req citasks.DockerI
 // body, the VM form, or camelCase outer keys.
 func (h *Handlers) DockerExecuteTask(ctx context.Context, req citasks.DockerExecuteTaskRequestObject) (citasks.DockerExecuteTaskResponseObject, error) {
 	var data citasks.DockerExecuteData
-	err := h.schemas.decode("DockerExecuteData", *req.Body, &data)
+	err := h.decodeDocker(ctx, "DockerExecuteData", *req.Body, &data)
 	stageID := first(data.StageRuntimeId, data.StageRuntimeID, data.Id)
 	step := data.StartStepRequest
 	if step == nil {
@@ -57,10 +58,18 @@ func (h *Handlers) DockerExecuteTask(ctx context.Context, req citasks.DockerExec
 // DockerCleanupTask tears a stage down from a CI_DOCKER_CLEANUP_TASK.
 func (h *Handlers) DockerCleanupTask(ctx context.Context, req citasks.DockerCleanupTaskRequestObject) (citasks.DockerCleanupTaskResponseObject, error) {
 	var data citasks.DockerCleanupData
-	err := h.schemas.decode("DockerCleanupData", *req.Body, &data)
+	err := h.decodeDocker(ctx, "DockerCleanupData", *req.Body, &data)
 	ans := dockerAnswer(h.cleanup(ctx, first(data.Id, data.StageRuntimeId), err))
 	return respond[citasks.DockerCleanupTaskResponseObject](ok(ans.CommandExecutionStatus), citasks.DockerCleanupTask200JSONResponse(ans),
 		citasks.DockerCleanupTask422JSONResponse{DockerFailureJSONResponse: dockerFailure(ans)}), nil
+}
+
+// decodeDocker decodes a CI_DOCKER_* task's data and logs the keys it does not read.
+func (h *Handlers) decodeDocker(ctx context.Context, schema string, data []byte, v any) error {
+	if keys := h.schemas.unknownKeys(schema, data); len(keys) > 0 {
+		tasks.Logger(ctx).Info("CI_DOCKER task data has keys this runner does not read", "schema", schema, "keys", keys)
+	}
+	return h.schemas.decode(schema, data, v)
 }
 
 func dockerFailure(ans citasks.DockerTaskExecutionResponse) citasks.DockerFailureJSONResponse {

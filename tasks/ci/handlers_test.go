@@ -1,9 +1,11 @@
 package ci_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"testing"
@@ -76,6 +78,7 @@ func (f *fakeEngine) Cleanup(_ context.Context, stageID string) error {
 // runner runs CI tasks through the runtime's dispatcher, the way a runner does.
 type runner struct {
 	t      *testing.T
+	logs   *syncLog
 	eng    *fakeEngine
 	d      *dispatch.Dispatcher
 	schema map[string]*openapi3.Schema
@@ -95,7 +98,7 @@ func newRunner(t *testing.T) *runner {
 	for name, ref := range spec.Components.Schemas {
 		sch[name] = ref.Value
 	}
-	return &runner{t: t, eng: eng, d: d, schema: sch}
+	return &runner{t: t, eng: eng, d: d, schema: sch, logs: &syncLog{}}
 }
 
 // run dispatches a task and returns its outcome and its data decoded, after checking the data
@@ -106,7 +109,7 @@ func (r *runner) run(typ, data string) (dispatch.Outcome, map[string]any) {
 		Envelope: tasks.Envelope{ID: "task-1", Type: typ, Delegate: tasks.Delegate{ID: "dlg-42"}},
 		Data:     json.RawMessage(data),
 	}
-	o := r.d.Dispatch(context.Background(), task, nil)
+	o := r.d.Dispatch(context.Background(), task, slog.New(slog.NewTextHandler(r.logs, nil)))
 	<-o.Settled
 	require.NotNil(r.t, o.Data, "every CI answer carries its body, failures included: %v", o.Err)
 	var body map[string]any
@@ -348,4 +351,38 @@ func TestHostAddressIsAnAddress(t *testing.T) {
 		}
 	}
 	require.Equal(t, global, !ip.IsLoopback(), "loopback only when the host has no other address")
+}
+
+// syncLog is a log the handlers write while a test reads it.
+type syncLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// The CI_DOCKER_* JSON is partly inferred: keys the runner does not read are logged, and the task
+// still runs.
+func TestDockerUnknownKeysAreLogged(t *testing.T) {
+	t.Parallel()
+	r := newRunner(t)
+	o, _ := r.run("CI_DOCKER_INITIALIZE_TASK", `{"id": "st", "poolID": "p", "infraType": "DOCKER", "accountIdentifier": "a"}`)
+	require.Equal(t, manager.CodeOK, o.Code, "%v", o.Err)
+	require.Contains(t, r.logs.String(), `keys="[accountIdentifier infraType]"`)
+	require.Contains(t, r.logs.String(), "schema=DockerInitializeData")
+
+	r = newRunner(t)
+	o, _ = r.run("CI_DOCKER_CLEANUP_TASK", `{"correlationID": "c", "id": "st"}`)
+	require.Equal(t, manager.CodeOK, o.Code, "%v", o.Err)
+	require.NotContains(t, r.logs.String(), "does not read", "both spellings are known")
 }
