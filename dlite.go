@@ -21,6 +21,19 @@ type Config = config.Config
 // TLS is the part of Config that says how the runner trusts the manager.
 type TLS = config.TLS
 
+// DockerMode says whether a runner runs CI steps in containers (Config.Docker, DLITE_DOCKER).
+type DockerMode = config.DockerMode
+
+// The Docker modes.
+const (
+	// DockerAuto runs container steps when a Docker daemon answers at start.
+	DockerAuto = config.DockerAuto
+	// DockerOn requires a Docker daemon at start.
+	DockerOn = config.DockerOn
+	// DockerOff runs host steps only.
+	DockerOff = config.DockerOff
+)
+
 // LoadConfig fills a Config from command-line flags (args, without the program or subcommand
 // name) and the environment (env, usually os.LookupEnv), flags winning, and validates it. With
 // -h or --help it writes the documentation of every setting to stderr and returns flag.ErrHelp.
@@ -51,6 +64,10 @@ type Options struct {
 	// with the body as the task's output (an empty body counts as {}), any other status is a
 	// failure whose body is the error. A handler that never calls WriteHeader answered 200.
 	LegacyHandlers map[string]http.Handler
+	// CITasks runs the Harness CI stage task types (DLITE_CI_VM_* and CI_DOCKER_*, see
+	// openapi/citasks.yaml) on a stage engine built from the configuration: stage records under
+	// DLITE_STATE_DIR, steps on the host and, as DLITE_DOCKER says, in Docker.
+	CITasks bool
 	// Logger receives the runner's logs; nil uses Config.NewLogger on standard error.
 	Logger *slog.Logger
 }
@@ -78,14 +95,14 @@ func New(opts Options) (*Runner, error) {
 		return nil, errs.New(errs.CodeInvalidConfig, "dlite.New",
 			"no manager endpoint: set DLITE_MANAGER_ENDPOINT (or start a mock manager and point the runner at it)")
 	}
-	if len(opts.TaskServers) == 0 && len(opts.LegacyHandlers) == 0 {
+	if len(opts.TaskServers) == 0 && len(opts.LegacyHandlers) == 0 && !opts.CITasks {
 		return nil, errs.New(errs.CodeInvalidConfig, "dlite.New", "no task handlers: give at least one TaskServer or legacy handler")
 	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = opts.Config.NewLogger(os.Stderr)
 	}
-	rt, cleanup, err := assemble(opts.Config, handlers{Servers: opts.TaskServers, Legacy: opts.LegacyHandlers}, logger)
+	rt, cleanup, err := assemble(opts.Config, handlers{Servers: opts.TaskServers, Legacy: opts.LegacyHandlers, CI: opts.CITasks}, logger)
 	if err != nil {
 		return nil, err
 	}

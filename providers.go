@@ -3,6 +3,7 @@ package dlite
 import (
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/google/wire"
@@ -24,10 +25,12 @@ import (
 	"github.com/dlite-dev/dlite/internal/telemetry"
 )
 
-// handlers is what a runner is built to run: the generated task servers and legacy handlers.
+// handlers is what a runner is built to run: the generated task servers and legacy handlers, and
+// whether it runs the CI stage task types on a stage engine.
 type handlers struct {
 	Servers []dispatch.TaskServer
 	Legacy  map[string]http.Handler
+	CI      bool
 }
 
 // runtime is an assembled runner with the parts the HTTP endpoint reports on.
@@ -42,6 +45,8 @@ type runtime struct {
 	Identity  runner.Identity
 	Telemetry *telemetry.Recorder
 	Monitor   *telemetry.Monitor
+	// Engine runs the CI stages; nil when the runner runs none.
+	Engine stageEngine
 	// HTTP is the status endpoint, bound but not serving yet; nil when DLITE_HTTP_ADDR is empty.
 	HTTP *httpapi.Server
 }
@@ -65,6 +70,7 @@ var runtimeSet = wire.NewSet(
 	providePoller,
 	provideRunner,
 	provideHTTP,
+	ciSet,
 	wire.Struct(new(runtime), "*"),
 )
 
@@ -121,18 +127,22 @@ func provideMonitorOptions(cfg *config.Config, rec *telemetry.Recorder, r *runne
 
 // provideHTTP binds the status endpoint when DLITE_HTTP_ADDR is set; Runner.Run serves it. Binding
 // here makes a taken address fail New, before the runner registers.
-func provideHTTP(cfg *config.Config, mon *telemetry.Monitor, logger *slog.Logger) (*httpapi.Server, func(), error) {
+func provideHTTP(cfg *config.Config, mon *telemetry.Monitor, e stageEngine, logger *slog.Logger) (*httpapi.Server, func(), error) {
 	if cfg.HTTPAddr == "" {
 		return nil, func() {}, nil
 	}
-	srv, err := httpapi.New(httpapi.Options{
+	opts := httpapi.Options{
 		Addr:     cfg.HTTPAddr,
 		Username: cfg.HTTPUsername,
 		Password: cfg.HTTPPassword,
 		Status:   mon,
 		Metrics:  mon.Gatherer(),
 		Logger:   logger,
-	})
+	}
+	if e.Engine != nil {
+		opts.Stages = e.Engine
+	}
+	srv, err := httpapi.New(opts)
 	if err != nil {
 		return nil, nil, errs.Wrap(errs.CodeInvalidConfig, "dlite.New", err)
 	}
@@ -143,9 +153,13 @@ func provideHTTP(cfg *config.Config, mon *telemetry.Monitor, logger *slog.Logger
 	return srv, func() { _ = srv.Close() }, nil
 }
 
-func provideDispatcher(cfg *config.Config, h handlers, logger *slog.Logger) (*dispatch.Dispatcher, error) {
+func provideDispatcher(cfg *config.Config, h handlers, ci ciTasks, logger *slog.Logger) (*dispatch.Dispatcher, error) {
+	servers := h.Servers
+	if ci.Register != nil {
+		servers = append(slices.Clip(servers), dispatch.TaskServer(ci))
+	}
 	return dispatch.New(dispatch.Options{
-		Servers:      h.Servers,
+		Servers:      servers,
 		Legacy:       h.Legacy,
 		MaxDataBytes: cfg.MaxTaskDataBytes,
 		Logger:       logger,

@@ -23,8 +23,20 @@ func assemble(cfg *config.Config, h handlers, logger *slog.Logger) (*runtime, fu
 	if err != nil {
 		return nil, nil, err
 	}
-	dispatcher, err := provideDispatcher(cfg, h, logger)
+	dliteStageEngine, cleanup2, err := provideStageEngine(cfg, h, logger)
 	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	dliteCiTasks, err := provideCITasks(dliteStageEngine)
+	if err != nil {
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
+	dispatcher, err := provideDispatcher(cfg, h, dliteCiTasks, logger)
+	if err != nil {
+		cleanup2()
 		cleanup()
 		return nil, nil, err
 	}
@@ -33,8 +45,9 @@ func assemble(cfg *config.Config, h handlers, logger *slog.Logger) (*runtime, fu
 	manager := provideManager(client, recorder)
 	identity := provideIdentity(cfg, dispatcher)
 	pool := providePool(cfg)
-	spool, cleanup2, err := provideSpool(cfg, logger)
+	spool, cleanup3, err := provideSpool(cfg, logger)
 	if err != nil {
+		cleanup2()
 		cleanup()
 		return nil, nil, err
 	}
@@ -47,12 +60,14 @@ func assemble(cfg *config.Config, h handlers, logger *slog.Logger) (*runtime, fu
 	monitorOptions := provideMonitorOptions(cfg, recorder, runner, session, pool, spool, reporter, controller, identity)
 	monitor, err := telemetry.NewMonitor(monitorOptions)
 	if err != nil {
+		cleanup3()
 		cleanup2()
 		cleanup()
 		return nil, nil, err
 	}
-	server, cleanup3, err := provideHTTP(cfg, monitor, logger)
+	server, cleanup4, err := provideHTTP(cfg, monitor, dliteStageEngine, logger)
 	if err != nil {
+		cleanup3()
 		cleanup2()
 		cleanup()
 		return nil, nil, err
@@ -68,9 +83,11 @@ func assemble(cfg *config.Config, h handlers, logger *slog.Logger) (*runtime, fu
 		Identity:  identity,
 		Telemetry: recorder,
 		Monitor:   monitor,
+		Engine:    dliteStageEngine,
 		HTTP:      server,
 	}
 	return dliteRuntime, func() {
+		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()

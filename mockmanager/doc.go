@@ -24,6 +24,12 @@
 // through the admin API (/admin/logs, /admin/logs/stream, /admin/logs/blob) or the Go methods
 // LogKeys, Stream, StreamLines, Blob and WaitBlob; a closed stream keeps its lines until its key
 // is opened again.
+//
+// It models how the manager routes a CI stage: the answer to a stage's initialize task pins the
+// stage's execute and cleanup tasks to the delegate id in its delegate_meta_info, and a runner that
+// registers again from the same host (same host name, name, type and next-gen flag) gets its
+// delegate id back. The second rule is inferred from the manager's public changes, not observed.
+//
 // DroneServer does the same for Drone runners: it serves the Drone runner RPC v2 from
 // openapi/drone.yaml with the real server's rules (the secret checked before routing, stage
 // filters, long polls, accept conflicts, optimistic versions, live log streams, the gap in

@@ -3,6 +3,7 @@ package mockmanager_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -312,7 +313,8 @@ func TestAcquireRaceHasOneWinner(t *testing.T) {
 	runners := make([]*runner, n)
 	for i := range runners {
 		runners[i] = newAuthedRunner(t, mm)
-		runners[i].register("r", []string{"SHELL"}, nil)
+		// Distinct names: runners alike in name and host are one delegate to the manager.
+		runners[i].register(fmt.Sprintf("r%d", i), []string{"SHELL"}, nil)
 	}
 	taskID := enqueue(t, mm, mockmanager.NewTask{Type: "SHELL"})
 	codes := make(chan int, n)

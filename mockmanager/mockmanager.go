@@ -111,7 +111,9 @@ type Server struct {
 	delegateOrder []*delegate
 	tasks         map[string]*task
 	taskOrder     []*task
-	faults        Faults
+	// pins maps a CI stage to the delegate its initialize task's answer named.
+	pins   map[string]string
+	faults Faults
 	// changed is closed and replaced on every change of state, waking WaitTask.
 	changed chan struct{}
 }
@@ -147,6 +149,7 @@ func New(opts Options) (*Server, error) {
 		rng:             newLockedRand(),
 		delegates:       map[string]*delegate{},
 		tasks:           map[string]*task{},
+		pins:            map[string]string{},
 		changed:         make(chan struct{}),
 	}
 	for _, t := range opts.Tokens {
@@ -222,6 +225,7 @@ func (s *Server) Enqueue(nt NewTask) (string, error) {
 	if nt.Tags != nil {
 		t.tags = append([]string(nil), *nt.Tags...)
 	}
+	t.stage = stageOf(t.typ, t.data)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.tasks[t.id] = t

@@ -15,9 +15,13 @@ import (
 type delegate struct {
 	id string
 	// token is the delegateRandomToken the delegate registered with: one per runner process.
-	token     string
-	name      string
-	hostName  string
+	token    string
+	name     string
+	hostName string
+	// typ and ng are the delegate type and next-gen flag it registered with; with the name and
+	// host name they identify a runner across restarts.
+	typ       string
+	ng        bool
 	tags      []string
 	taskTypes []string
 	capacity  *int
@@ -38,6 +42,8 @@ type task struct {
 	runnerResponse bool
 	tags           []string
 	createdAt      time.Time
+	// stage is the CI stage runtime id the task's data names, for CI task types.
+	stage string
 
 	state        TaskState
 	acquiredBy   string
@@ -94,28 +100,31 @@ func (s *Server) reapLocked(now time.Time) {
 
 // register records a registration and returns the delegate's id. A runner process that registers
 // again (same delegateRandomToken) keeps its id, as on the real manager, so the tasks it holds stay
-// its own; once deleted, or from a new process, it gets a new one.
+// its own. A new process on the same host (same host name, name, type and next-gen flag as a
+// delegate that is not deleted) gets that delegate's id back too: the rule the manager is
+// inferred to follow (a manager change looks an existing delegate up by account, host name, ng
+// and type), which lets a restarted runner keep the CI stages pinned to it. Once deleted, or from
+// another host, a runner gets a new id.
 func (s *Server) register(p managerapi.DelegateParams) string {
 	now := s.now().UTC()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reapLocked(now)
 	defer s.notifyLocked()
-	if token := deref(p.DelegateRandomToken); token != "" {
-		for _, d := range s.delegateOrder {
-			if d.token == token && d.status != adminapi.DelegateStatusDELETED {
-				d.name, d.hostName = deref(p.DelegateName), deref(p.HostName)
-				d.tags, d.taskTypes = cloneOrEmpty(p.Tags), cloneOrEmpty(p.SupportedTaskTypes)
-				d.lastSeen = now
-				return d.id
-			}
-		}
+	if d := s.knownLocked(p); d != nil {
+		d.token = deref(p.DelegateRandomToken)
+		d.name, d.hostName = deref(p.DelegateName), deref(p.HostName)
+		d.tags, d.taskTypes = cloneOrEmpty(p.Tags), cloneOrEmpty(p.SupportedTaskTypes)
+		d.lastSeen = now
+		return d.id
 	}
 	d := &delegate{
 		id:        newID("delegate"),
 		token:     deref(p.DelegateRandomToken),
 		name:      deref(p.DelegateName),
 		hostName:  deref(p.HostName),
+		typ:       deref(p.DelegateType),
+		ng:        deref(p.Ng),
 		tags:      cloneOrEmpty(p.Tags),
 		taskTypes: cloneOrEmpty(p.SupportedTaskTypes),
 		status:    adminapi.DelegateStatusENABLED,
@@ -124,6 +133,27 @@ func (s *Server) register(p managerapi.DelegateParams) string {
 	s.delegates[d.id] = d
 	s.delegateOrder = append(s.delegateOrder, d)
 	return d.id
+}
+
+// knownLocked finds the delegate a registration comes from: the same process (same token), else
+// the same runner restarted on the same host.
+func (s *Server) knownLocked(p managerapi.DelegateParams) *delegate {
+	token, host := deref(p.DelegateRandomToken), deref(p.HostName)
+	for _, d := range s.delegateOrder {
+		if d.status != adminapi.DelegateStatusDELETED && token != "" && d.token == token {
+			return d
+		}
+	}
+	if host == "" {
+		return nil
+	}
+	for _, d := range s.delegateOrder {
+		if d.status != adminapi.DelegateStatusDELETED && d.hostName == host && d.name == deref(p.DelegateName) &&
+			d.typ == deref(p.DelegateType) && d.ng == deref(p.Ng) {
+			return d
+		}
+	}
+	return nil
 }
 
 // heartbeat records a heartbeat and returns the delegate's status; ok is false for an unknown
@@ -188,7 +218,7 @@ func (s *Server) events(id string, syncOnly bool) ([]managerapi.TaskEvent, outco
 		if len(out) >= s.maxEvents {
 			break
 		}
-		if t.state != StateQueued || !d.accepts(t) {
+		if t.state != StateQueued || !d.accepts(t) || !s.eligibleLocked(d.id, t) {
 			continue
 		}
 		var ev managerapi.TaskEvent
@@ -245,7 +275,7 @@ func (s *Server) acquire(delegateID, instanceID, taskID string) (managerapi.Task
 	}
 	defer s.notifyLocked()
 	regrant := t.state == StateAcquired && t.acquiredBy == delegateID
-	if t.state != StateQueued && !regrant {
+	if (t.state != StateQueued && !regrant) || !s.eligibleLocked(delegateID, t) {
 		t.conflicts++
 		t.attempts = append(t.attempts, AcquireAttempt{DelegateId: delegateID, Granted: false, At: now})
 		return managerapi.Task{}, outcomeConflict, t.state
@@ -287,6 +317,7 @@ func (s *Server) respond(taskID string, r RecordedResponse) bool {
 		return false
 	}
 	t.responses = append(t.responses, r)
+	s.pinLocked(t, r)
 	if t.state == StateQueued || t.state == StateAcquired {
 		t.state = StateDone
 	}
@@ -308,6 +339,9 @@ func (t *task) status() TaskStatus {
 		Timeout:         new(t.timeout),
 		Tags:            new(cloneOrEmpty(&t.tags)),
 		CreatedAt:       t.createdAt,
+	}
+	if t.stage != "" {
+		st.StageId = new(t.stage)
 	}
 	if t.acquiredBy != "" {
 		st.AcquiredBy = new(t.acquiredBy)

@@ -4,5 +4,5 @@
 //
 // The built-in task types live in the packages below this one: shell (SHELL_SCRIPT_TASK),
 // httptask (HTTP_TASK), sleep (SLEEP_TASK) and builtin, which serves them all through the
-// generated task server.
+// generated task server. Package ci serves the Harness CI stage task types on the stage engine.
 package tasks

@@ -227,7 +227,9 @@ func TestREADMECurlSession(t *testing.T) {
 	require.Len(t, ds, 1)
 	require.NotEmpty(t, ds[0].DelegateID)
 	require.Equal(t, "ENABLED", ds[0].Status)
-	require.Equal(t, []string{"HTTP_TASK", "SHELL_SCRIPT_TASK", "SLEEP_TASK"}, ds[0].SupportedTaskTypes)
+	require.Equal(t, []string{"CI_DOCKER_CLEANUP_TASK", "CI_DOCKER_EXECUTE_TASK", "CI_DOCKER_INITIALIZE_TASK",
+		"DLITE_CI_VM_CLEANUP_TASK", "DLITE_CI_VM_EXECUTE_TASK", "DLITE_CI_VM_INITIALIZE_TASK",
+		"HTTP_TASK", "SHELL_SCRIPT_TASK", "SLEEP_TASK"}, ds[0].SupportedTaskTypes, "dlite run serves the CI stage tasks too")
 
 	runner.signal(t, syscall.SIGTERM)
 	require.Equal(t, 0, runner.wait(t))
@@ -340,7 +342,8 @@ func envNames(typ reflect.Type) []string {
 }
 
 // `dlite run` with an empty environment runs the demonstration: every example task finishes with
-// the code it is meant to, and the process ends by itself with exit 0.
+// the code it is meant to, the CI stage's step logs are read back with the stage secret masked, and
+// the process ends by itself with exit 0.
 func TestDemoWithAnEmptyEnvironment(t *testing.T) {
 	t.Parallel()
 	p := startBinary(t, []string{"HOME=" + t.TempDir()}, "run")
@@ -348,17 +351,22 @@ func TestDemoWithAnEmptyEnvironment(t *testing.T) {
 
 	out := p.stdout.String()
 	queued := regexp.MustCompile(`(?m)^\[queued\]\s+(task-\S+)`).FindAllStringSubmatch(out, -1)
-	require.Len(t, queued, 5, out)
+	require.Len(t, queued, 10, out)
 	finished := map[string][2]string{}
 	for _, m := range regexp.MustCompile(`(?m)^\[finished\]\s+(task-\S+)\s+(\S+)\s+\(expected (\S+)\)`).FindAllStringSubmatch(out, -1) {
 		finished[m[1]] = [2]string{m[2], m[3]}
 	}
-	want := []string{"OK", "OK", "FAILED", "TIMEOUT", "FAILED"}
+	want := []string{"OK", "OK", "FAILED", "TIMEOUT", "FAILED", // the single tasks
+		"OK", "OK", "OK", "FAILED", "OK"} // the CI stage: setup, output variable, container, failing step, cleanup
 	for i, q := range queued {
 		got, ok := finished[q[1]]
 		require.True(t, ok, "task %s has a [finished] line:\n%s", q[1], out)
 		require.Equal(t, want[i], got[0], "task %d (%s):\n%s", i+1, q[1], out)
 		require.Equal(t, want[i], got[1], "the demo expects what it gets")
 	}
-	require.Contains(t, out, "all 5 tasks finished (5 as expected)")
+	require.Contains(t, out, "all 10 tasks finished (10 as expected)")
+	require.Regexp(t, `(?m)^\s+output: \{"commandExecutionStatus":"SUCCESS","outputVars":\{"GREETING":"hi"\}\}$`, out)
+	require.Regexp(t, `(?m)^\s+log demo-stage-\S+/greet \| the secret is \*+$`, out, "the stage secret is masked in the log")
+	require.NotContains(t, out, "hunter2")
+	require.Regexp(t, `(?m)^\s+log demo-stage-\S+/fail \| about to fail$`, out)
 }

@@ -53,26 +53,35 @@ func demo(ctx context.Context, cfg *dlite.Config, logger *slog.Logger, stdout, s
 		return fail("%v", err)
 	}
 	defer os.RemoveAll(spool)
+	state, err := os.MkdirTemp("", "dlite-demo-stages-")
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer os.RemoveAll(state)
+	img, noImage := stageImage(ctx, cfg)
+	stage := demoStage{id: "demo-stage-" + randomHex(4), logURL: running.LogServiceURL(), account: account, token: mm.LogToken(), image: img}
 
 	run := *cfg
 	run.ManagerEndpoint = running.URL()
 	run.AccountID = account
 	run.AccountSecret = secret
 	run.SpoolDir = spool
+	run.StateDir = state
 	run.PollInterval = min(run.PollInterval, 200*time.Millisecond)
 	run.HeartbeatInterval = min(run.HeartbeatInterval, 2*time.Second)
 	if run.HTTPAddr != "" {
 		// Any free port: the demo must not fail because a runner already holds the default one.
 		run.HTTPAddr = "127.0.0.1:0"
 	}
-	r, err := dlite.New(dlite.Options{Config: &run, TaskServers: []dlite.TaskServer{dlite.BuiltinTasks()}, Logger: logger})
+	r, err := dlite.New(dlite.Options{Config: &run, TaskServers: []dlite.TaskServer{dlite.BuiltinTasks()}, CITasks: true, Logger: logger})
 	if err != nil {
 		return fail("%v", err)
 	}
 
+	total := len(demoTasks(target)) + len(stage.tasks())
 	fmt.Fprintf(stdout, "dlite demo: no manager configured (DLITE_MANAGER_ENDPOINT is empty), so this runs against an embedded mock manager at %s.\n", running.URL())
 	fmt.Fprintf(stdout, "dlite demo: the runner supports %s; it will get %d example tasks and stop by itself (Ctrl-C stops it sooner).\n",
-		strings.Join(r.TaskTypes(), ", "), len(demoTasks(target)))
+		strings.Join(r.TaskTypes(), ", "), total)
 	if url := r.StatusURL(); url != "" {
 		fmt.Fprintf(stdout, "dlite demo: while it runs, its status page is at %s and its metrics at %smetrics.\n", url, url)
 	}
@@ -87,7 +96,26 @@ func demo(ctx context.Context, cfg *dlite.Config, logger *slog.Logger, stdout, s
 		runErr = dlite.RunWithSignals(runCtx, r, run.ShutdownGrace)
 	}()
 
-	code := narrate(ctx, mm, demoTasks(target), stdout, runDone)
+	finished, unexpected, ok := narrate(ctx, mm, demoTasks(target), stdout, runDone)
+	if ok {
+		fmt.Fprintf(stdout, "\ndlite demo: now a Harness CI stage %s, one task after the other as the manager sends them; the step logs are read back from the mock log service.\n", stage.id)
+		if img == "" {
+			fmt.Fprintf(stdout, "dlite demo: no container step (%s): it ran host steps only.\n", noImage)
+		}
+		n, bad, err := stage.run(ctx, mm, stdout, runDone)
+		finished, unexpected = finished+n, unexpected+bad
+		if err != nil {
+			fmt.Fprintf(stdout, "\ndlite demo: %v\n", err)
+			ok = false
+		}
+	}
+	code := 1
+	if ok && finished == total {
+		fmt.Fprintf(stdout, "\ndlite demo: all %d tasks finished (%d as expected); stopping the runner.\n", finished, finished-unexpected)
+		if unexpected == 0 {
+			code = 0
+		}
+	}
 
 	shutdown, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -122,14 +150,15 @@ func demoTasks(target string) []demoTask {
 }
 
 // narrate enqueues the tasks and prints each change of state until all are done, the runner stops
-// or ctx ends. It returns 0 when every task ended as expected.
-func narrate(ctx context.Context, mm *mockmanager.Server, list []demoTask, w io.Writer, runDone <-chan struct{}) int {
+// or ctx ends. It returns how many finished, how many of those not as expected, and whether all
+// finished.
+func narrate(ctx context.Context, mm *mockmanager.Server, list []demoTask, w io.Writer, runDone <-chan struct{}) (finished, unexpected int, ok bool) {
 	ids := make([]string, len(list))
 	for i, dt := range list {
 		id, err := mm.Enqueue(dt.task)
 		if err != nil {
 			fmt.Fprintf(w, "could not enqueue %s: %v\n", dt.what, err)
-			return 1
+			return 0, 0, false
 		}
 		ids[i] = id
 		fmt.Fprintf(w, "[queued]   %s  %-17s  %s\n", id, dt.task.Type, dt.what)
@@ -141,7 +170,7 @@ func narrate(ctx context.Context, mm *mockmanager.Server, list []demoTask, w io.
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		finished, unexpected := 0, 0
+		finished, unexpected = 0, 0
 		for i, id := range ids {
 			st, err := mm.Task(id)
 			if err != nil {
@@ -163,19 +192,15 @@ func narrate(ctx context.Context, mm *mockmanager.Server, list []demoTask, w io.
 			}
 		}
 		if finished == len(ids) {
-			fmt.Fprintf(w, "\ndlite demo: all %d tasks finished (%d as expected); stopping the runner.\n", finished, finished-unexpected)
-			if unexpected > 0 {
-				return 1
-			}
-			return 0
+			return finished, unexpected, true
 		}
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
-			return 1
+			return finished, unexpected, false
 		case <-runDone:
 			fmt.Fprintf(w, "\ndlite demo: the runner stopped before every task finished.\n")
-			return 1
+			return finished, unexpected, false
 		}
 	}
 }

@@ -24,7 +24,8 @@ func TestScriptsCannotReadTheRunnersEnvironment(t *testing.T) {
 	mm := mockmanager.NewTest(t, mockmanager.Options{})
 	const nobody = 65534
 
-	// A tree that user can read (the binary) and write (spool, temp dirs, working directory).
+	// A tree that user can read (the binary) and write (spool, temp dirs, working directory); the
+	// runner makes its own stage state directory, which must be its own.
 	dir := filepath.Join(os.TempDir(), "dlite-harden-"+strings.ReplaceAll(t.Name(), "/", "_"))
 	require.NoError(t, os.MkdirAll(dir, 0o755))
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
@@ -40,7 +41,8 @@ func TestScriptsCannotReadTheRunnersEnvironment(t *testing.T) {
 	env := []string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + filepath.Join(dir, "home"), "TMPDIR=" + filepath.Join(dir, "tmp"),
 		"DLITE_MANAGER_ENDPOINT=" + mm.URL, "DLITE_ACCOUNT_ID=" + mm.AccountID(), "DLITE_ACCOUNT_SECRET=" + mm.AccountSecret(),
-		"DLITE_SPOOL_DIR=" + filepath.Join(dir, "spool"), "DLITE_POLL_INTERVAL_MILLISECS=50", "DLITE_HTTP_ADDR=off",
+		"DLITE_SPOOL_DIR=" + filepath.Join(dir, "spool"), "DLITE_STATE_DIR=" + filepath.Join(dir, "tmp", "stages"),
+		"DLITE_POLL_INTERVAL_MILLISECS=50", "DLITE_HTTP_ADDR=off",
 	}
 	cmd := exec.Command(exe, "run")
 	cmd.Env, cmd.Dir = env, dir

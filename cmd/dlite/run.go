@@ -30,7 +30,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if cfg.Embedded() {
 		return demo(ctx, cfg, logger, stdout, stderr)
 	}
-	r, err := dlite.New(dlite.Options{Config: cfg, TaskServers: []dlite.TaskServer{dlite.BuiltinTasks()}, Logger: logger})
+	r, err := dlite.New(dlite.Options{Config: cfg, TaskServers: []dlite.TaskServer{dlite.BuiltinTasks()}, CITasks: true, Logger: logger})
 	if err != nil {
 		fmt.Fprintf(stderr, "dlite run: %v\n", err)
 		return 2

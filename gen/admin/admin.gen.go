@@ -272,6 +272,18 @@ type RecordedResponse struct {
 // ResponseEndpoint defines model for ResponseEndpoint.
 type ResponseEndpoint string
 
+// StageStatus defines model for StageStatus.
+type StageStatus struct {
+	// Id The stage runtime id.
+	Id string `json:"id"`
+
+	// PinnedTo The delegate its execute and cleanup tasks are restricted to, once its initialize task was answered.
+	PinnedTo *string `json:"pinnedTo,omitempty"`
+
+	// Tasks The stage's tasks, oldest first.
+	Tasks []TaskStatus `json:"tasks"`
+}
+
 // TaskStateName defines model for TaskStateName.
 type TaskStateName string
 
@@ -295,10 +307,13 @@ type TaskStatus struct {
 	Id             string             `json:"id"`
 	Responses      []RecordedResponse `json:"responses"`
 	RunnerResponse *bool              `json:"runnerResponse,omitempty"`
-	State          TaskStateName      `json:"state"`
-	Tags           *[]string          `json:"tags,omitempty"`
-	Timeout        *int64             `json:"timeout,omitempty"`
-	Type           string             `json:"type"`
+
+	// StageId The CI stage the task belongs to, for DLITE_CI_VM_* and CI_DOCKER_* tasks.
+	StageId *string       `json:"stageId,omitempty"`
+	State   TaskStateName `json:"state"`
+	Tags    *[]string     `json:"tags,omitempty"`
+	Timeout *int64        `json:"timeout,omitempty"`
+	Type    string        `json:"type"`
 }
 
 // LogAccountParam defines model for LogAccountParam.
@@ -486,6 +501,21 @@ type ClientInterface interface {
 	// Corresponds with GET /admin/logs/stream (the `GetLogStream` operationId).
 	GetLogStream(ctx context.Context, params *GetLogStreamParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListStages List the CI stages seen in task data, oldest first.
+	//
+	// A stage is known once a CI task naming it (DLITE_CI_VM_* or CI_DOCKER_*) is enqueued. The
+	// answer to its initialize task pins it: from then on its execute and cleanup tasks are offered
+	// to, and may be acquired by, only the delegate named in the answer's `delegate_meta_info.id`
+	// (`delegateMetaInfo.id` for CI_DOCKER_*), the way the manager restricts them.
+	//
+	// Corresponds with GET /admin/stages (the `ListStages` operationId).
+	ListStages(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetStage One CI stage, with its tasks and every answer recorded for them.
+	//
+	// Corresponds with GET /admin/stages/{id} (the `GetStage` operationId).
+	GetStage(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListTasks List every task, oldest first.
 	//
 	// Corresponds with GET /admin/tasks (the `ListTasks` operationId).
@@ -656,6 +686,41 @@ func (c *Client) GetLogConfig(ctx context.Context, reqEditors ...RequestEditorFn
 // Corresponds with GET /admin/logs/stream (the `GetLogStream` operationId).
 func (c *Client) GetLogStream(ctx context.Context, params *GetLogStreamParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetLogStreamRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListStages List the CI stages seen in task data, oldest first.
+//
+// A stage is known once a CI task naming it (DLITE_CI_VM_* or CI_DOCKER_*) is enqueued. The
+// answer to its initialize task pins it: from then on its execute and cleanup tasks are offered
+// to, and may be acquired by, only the delegate named in the answer's `delegate_meta_info.id`
+// (`delegateMetaInfo.id` for CI_DOCKER_*), the way the manager restricts them.
+//
+// Corresponds with GET /admin/stages (the `ListStages` operationId).
+func (c *Client) ListStages(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListStagesRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetStage One CI stage, with its tasks and every answer recorded for them.
+//
+// Corresponds with GET /admin/stages/{id} (the `GetStage` operationId).
+func (c *Client) GetStage(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetStageRequest(c.Server, id)
 	if err != nil {
 		return nil, err
 	}
@@ -1093,6 +1158,67 @@ func NewGetLogStreamRequest(server string, params *GetLogStreamParams) (*http.Re
 	return req, nil
 }
 
+// NewListStagesRequest constructs an http.Request for the ListStages method
+func NewListStagesRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/stages")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetStageRequest constructs an http.Request for the GetStage method
+func NewGetStageRequest(server string, id string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/stages/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewListTasksRequest constructs an http.Request for the ListTasks method
 func NewListTasksRequest(server string, params *ListTasksParams) (*http.Request, error) {
 	var err error
@@ -1369,6 +1495,25 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /admin/logs/stream (the `GetLogStream` operationId).
 	GetLogStreamWithResponse(ctx context.Context, params *GetLogStreamParams, reqEditors ...RequestEditorFn) (*GetLogStreamResponse, error)
+
+	// ListStagesWithResponse List the CI stages seen in task data, oldest first.
+	//
+	// A stage is known once a CI task naming it (DLITE_CI_VM_* or CI_DOCKER_*) is enqueued. The
+	// answer to its initialize task pins it: from then on its execute and cleanup tasks are offered
+	// to, and may be acquired by, only the delegate named in the answer's `delegate_meta_info.id`
+	// (`delegateMetaInfo.id` for CI_DOCKER_*), the way the manager restricts them.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /admin/stages (the `ListStages` operationId).
+	ListStagesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListStagesResponse, error)
+
+	// GetStageWithResponse One CI stage, with its tasks and every answer recorded for them.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /admin/stages/{id} (the `GetStage` operationId).
+	GetStageWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*GetStageResponse, error)
 
 	// ListTasksWithResponse List every task, oldest first.
 	//
@@ -1779,6 +1924,95 @@ func (r GetLogStreamResponse) ContentType() string {
 	return ""
 }
 
+type ListStagesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *[]StageStatus
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListStagesResponse) GetJSON200() *[]StageStatus {
+	return r.JSON200
+}
+
+// GetBody returns the raw response body bytes
+func (r ListStagesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListStagesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListStagesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListStagesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetStageResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *StageStatus
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetStageResponse) GetJSON200() *StageStatus {
+	return r.JSON200
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetStageResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r GetStageResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetStageResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetStageResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetStageResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type ListTasksResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -2103,6 +2337,37 @@ func (c *ClientWithResponses) GetLogStreamWithResponse(ctx context.Context, para
 	return ParseGetLogStreamResponse(rsp)
 }
 
+// ListStagesWithResponse List the CI stages seen in task data, oldest first.
+//
+// A stage is known once a CI task naming it (DLITE_CI_VM_* or CI_DOCKER_*) is enqueued. The
+// answer to its initialize task pins it: from then on its execute and cleanup tasks are offered
+// to, and may be acquired by, only the delegate named in the answer's `delegate_meta_info.id`
+// (`delegateMetaInfo.id` for CI_DOCKER_*), the way the manager restricts them.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /admin/stages (the `ListStages` operationId).
+func (c *ClientWithResponses) ListStagesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListStagesResponse, error) {
+	rsp, err := c.ListStages(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListStagesResponse(rsp)
+}
+
+// GetStageWithResponse One CI stage, with its tasks and every answer recorded for them.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /admin/stages/{id} (the `GetStage` operationId).
+func (c *ClientWithResponses) GetStageWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*GetStageResponse, error) {
+	rsp, err := c.GetStage(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetStageResponse(rsp)
+}
+
 // ListTasksWithResponse List every task, oldest first.
 //
 // Returns a wrapper object for the known response body format(s).
@@ -2424,6 +2689,65 @@ func ParseGetLogStreamResponse(rsp *http.Response) (*GetLogStreamResponse, error
 	return response, nil
 }
 
+// ParseListStagesResponse parses an HTTP response from a ListStagesWithResponse call
+func ParseListStagesResponse(rsp *http.Response) (*ListStagesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListStagesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest []StageStatus
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetStageResponse parses an HTTP response from a GetStageWithResponse call
+func ParseGetStageResponse(rsp *http.Response) (*GetStageResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetStageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest StageStatus
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseListTasksResponse parses an HTTP response from a ListTasksWithResponse call
 func ParseListTasksResponse(rsp *http.Response) (*ListTasksResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -2589,6 +2913,12 @@ type ServerInterface interface {
 	// GetLogStream The lines of a key's live stream, as written so far.
 	// (GET /admin/logs/stream)
 	GetLogStream(ctx echo.Context, params GetLogStreamParams) error
+	// ListStages List the CI stages seen in task data, oldest first.
+	// (GET /admin/stages)
+	ListStages(ctx echo.Context) error
+	// GetStage One CI stage, with its tasks and every answer recorded for them.
+	// (GET /admin/stages/{id})
+	GetStage(ctx echo.Context, id string) error
 	// ListTasks List every task, oldest first.
 	// (GET /admin/tasks)
 	ListTasks(ctx echo.Context, params ListTasksParams) error
@@ -2735,6 +3065,31 @@ func (w *ServerInterfaceWrapper) GetLogStream(ctx echo.Context) error {
 	return err
 }
 
+// ListStages converts echo context to params.
+func (w *ServerInterfaceWrapper) ListStages(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListStages(ctx)
+	return err
+}
+
+// GetStage converts echo context to params.
+func (w *ServerInterfaceWrapper) GetStage(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetStage(ctx, id)
+	return err
+}
+
 // ListTasks converts echo context to params.
 func (w *ServerInterfaceWrapper) ListTasks(ctx echo.Context) error {
 	var err error
@@ -2845,6 +3200,8 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/admin/tasks", wrapper.CreateTask, options.OperationMiddlewares["CreateTask"]...)
 	router.GET(options.BaseURL+"/admin/tasks/:id", wrapper.GetTask, options.OperationMiddlewares["GetTask"]...)
 	router.POST(options.BaseURL+"/admin/tasks/:id/abort", wrapper.AbortTask, options.OperationMiddlewares["AbortTask"]...)
+	router.GET(options.BaseURL+"/admin/stages", wrapper.ListStages, options.OperationMiddlewares["ListStages"]...)
+	router.GET(options.BaseURL+"/admin/stages/:id", wrapper.GetStage, options.OperationMiddlewares["GetStage"]...)
 	router.GET(options.BaseURL+"/admin/delegates", wrapper.ListDelegates, options.OperationMiddlewares["ListDelegates"]...)
 	router.DELETE(options.BaseURL+"/admin/delegates/:id", wrapper.DeleteDelegate, options.OperationMiddlewares["DeleteDelegate"]...)
 	router.GET(options.BaseURL+"/admin/faults", wrapper.GetFaults, options.OperationMiddlewares["GetFaults"]...)
@@ -3125,6 +3482,63 @@ func (response GetLogStream404JSONResponse) VisitGetLogStreamResponse(w http.Res
 	return err
 }
 
+type ListStagesRequestObject struct {
+}
+
+type ListStagesResponseObject interface {
+	VisitListStagesResponse(w http.ResponseWriter) error
+}
+
+type ListStages200JSONResponse []StageStatus
+
+func (response ListStages200JSONResponse) VisitListStagesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetStageRequestObject struct {
+	Id string `json:"id"`
+}
+
+type GetStageResponseObject interface {
+	VisitGetStageResponse(w http.ResponseWriter) error
+}
+
+type GetStage200JSONResponse StageStatus
+
+func (response GetStage200JSONResponse) VisitGetStageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetStage404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response GetStage404JSONResponse) VisitGetStageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListTasksRequestObject struct {
 	Params ListTasksParams
 }
@@ -3309,6 +3723,12 @@ type StrictServerInterface interface {
 	// GetLogStream The lines of a key's live stream, as written so far.
 	// (GET /admin/logs/stream)
 	GetLogStream(ctx context.Context, request GetLogStreamRequestObject) (GetLogStreamResponseObject, error)
+	// ListStages List the CI stages seen in task data, oldest first.
+	// (GET /admin/stages)
+	ListStages(ctx context.Context, request ListStagesRequestObject) (ListStagesResponseObject, error)
+	// GetStage One CI stage, with its tasks and every answer recorded for them.
+	// (GET /admin/stages/{id})
+	GetStage(ctx context.Context, request GetStageRequestObject) (GetStageResponseObject, error)
 	// ListTasks List every task, oldest first.
 	// (GET /admin/tasks)
 	ListTasks(ctx context.Context, request ListTasksRequestObject) (ListTasksResponseObject, error)
@@ -3550,6 +3970,54 @@ func (sh *strictHandler) GetLogStream(ctx echo.Context, params GetLogStreamParam
 	return nil
 }
 
+// ListStages operation middleware
+func (sh *strictHandler) ListStages(ctx echo.Context) error {
+	var request ListStagesRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListStages(ctx.Request().Context(), request.(ListStagesRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListStages")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListStagesResponseObject); ok {
+		return validResponse.VisitListStagesResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetStage operation middleware
+func (sh *strictHandler) GetStage(ctx echo.Context, id string) error {
+	var request GetStageRequestObject
+
+	request.Id = id
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetStage(ctx.Request().Context(), request.(GetStageRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetStage")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetStageResponseObject); ok {
+		return validResponse.VisitGetStageResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // ListTasks operation middleware
 func (sh *strictHandler) ListTasks(ctx echo.Context, params ListTasksParams) error {
 	var request ListTasksRequestObject
@@ -3676,60 +4144,66 @@ func (sh *strictHandler) AbortTask(ctx echo.Context, id TaskId) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"3Fvtb9u21v9XDvQ8QBJAddytz4Aln9wm2/IsTYsm994Py9DQ0rHNWSJVkorrW+R/vzh8kSWLcpy12YD7",
-	"qbFEHZ6XH88r+yXJZFlJgcLo5ORLUjHFSjSo7K9LOZ9kmayFeU/P6VGOOlO8MlyK5CS5WSAwtwLkDMwC",
-	"YYnrU/tHKbMllEywOaoDDXIlmqWrBQoocGZA1maUpAknYp9qVOskTQQrMTlJ/OKLPEkTnS2wZLS/WVf0",
-	"UhvFxTx5eEiJyV9xvYPBQs6JqxSYtoypWghUoFEY4AYOV9wsZG3sO7/p0RBTS6QfCj/VXGGenBhVY5u9",
-	"kotLFHOzSE5ephFmb5heXuS00lKvmFlsiPN8J+1tag+0WFdSaLTWes3yD/ipRm3oVyaFQWH/ZFVV8IyR",
-	"So7/0KSXLy2y/6twlpwk/3O8QcKxe6uPz5WSym3V16tym0EuUYOQBkpmsgWYBdcweX8xSh7S5Eqan2Qt",
-	"8ufn6EqCrml7ppcp5FjgnBkEqcj+I6t8T4O2mGRWyxNjsKxMHzfvBGHBroGMFQXMpLIAIfIEjkrJCpXh",
-	"TvXMkphJVdJfSc4MvjC8xKSHAWLbseZg0Fdrw7pZMANMLzHv7d4jOldMGIxRVDW68xa+hxXTsGAix5yO",
-	"3ynMWKFba6y4tIYJvUKFObwa/9jadCplgUwkDn8BrL+15drwk5Jqfm++ldM/MDPE8BuFzGBO58H6nY46",
-	"eR4/6u3teB6le+a56BPNWMUybtZxrYe3VgWNCRTOuTakhBT4DJhYtxTBhcE5qr5Ne9ZZSG2u7BmPvCyY",
-	"Nr8gU2aKO2Ak6qJg0wKDW+iREUP0tWGmthpAUZekuvOryevL87MkTf41ubi5uPr540/vPnycvH//4d0/",
-	"J5dJmpxdXIcVZ+eX5zfnZy1dtyjXVSWVt+LNuvLGM1jqKCf+AVOKre1vNn/SF7sAZ8X3JKOcNYqIocZ5",
-	"lR5kStSazfFxMIaFMdo/sbpwwbWLOvccuKCFmAMXRgLeo1qHqAko8kpyYeyZ7HsdJK4/eLD3Ia0XTCGF",
-	"Zfq6dZwp3sH/jb8ngiX7zEtCxcuUYpf7e9xIIepy6hBeMIMiW7+NCHLOskXwGtxoYKCYyGUJBF2oKzDS",
-	"BYWSiTWUvCi4xkyKXMOMK206fPwwHo/HUV5ax02hRrO34KuF1AiZFAIzWgVcg6UAIfIz4bXzBJU8REx9",
-	"KeevCzntA2mTy8RQTklF1DNwsXWkdkXGSzm/5AJjB62uCslyFx72C1L3nO2xHwl7LWuVYe9EtLM3lzQR",
-	"yRYrQbzfh/XoSfds/ItcWTddoSoZMWVTPKYUv8f8BO40qnue4R0cvn93fQPH00JOj1K4K7hY0sN/3BAk",
-	"GWg+F5gDPT4CqW7FnRas0gtp7uAwkxWnyKsIyAQqo5CVMF0Dg6wgRNlzFL44Gt2KJG1crGfBSbkk5+PX",
-	"RR1pkLcuS6bWffhM1wb1ANb5vzGk3kG3cHX2/9fvruKhqgFV/9VXG92Z2O2Qeq4H7PtGihmf92WagDZs",
-	"jgeabPoxs6tS4C41WXGFvpQgf68jiZiD3UceP2lGLlFE39SqeNzN06K0vUegOCDkr7iOSegLEmAihxUl",
-	"eU25RG88dGAhC/KQUgE3g4IOeJSp90L7mNKDbocfctDfg961XdhQfMQlDCjNOrFoQk7aIXANVHIRJSmX",
-	"YLA850SHFe877/tJVDzL2vBX4D0W0U9lbeIn1OBnk0LpEnkyuVG8LDEnV9ISgmkqRinvJnGiSX4lB5zA",
-	"+MWUaefJEFyAapOes3v0+ukfehsB9owLWwYlfpzgnsyARa8b/DwFw9bJPiFkPXsUlVXHdzR1kHuzP6uP",
-	"Rkq7UUP1kUDZPXM9HTfS90OoTcfse0KedTdxiATBt/NXKhulyLCNtUOpgEGlcMY/uzh55P7JuwgcqiK9",
-	"7MMiX+EqXjTmzLCBE8j08kADLUiphoMQHT+/mMsXfoc/tBSjD2z11qfyxJcV6YPvsUQ8uV42lbnLH0GK",
-	"jmOyFccmjedCG2R5iNdUvmRrkAJjitnUR9uesFg3FaqGjCm15mLuSwcpQjqgSfC5BpcLz2zq3+4hPKFO",
-	"4yVG3du1T+Ob1kLJ1iT7KYyhRCY0CAkFL53lm7PBhfnhVfJYku+eDNkT6PUpyK4ybMvEF38E6iHZH2vT",
-	"tRFp38aQ+AEzqXLMhwFiu0gOGGzTVLDhanc/KZN5vJgfBnloBVqYUzQhkMNhjkTL57EUJX541eztURrg",
-	"qY/2OBN7d6/IEbgNjrxZNlG6J1Zg4THvHFR9HtbTt6F27zNjX7mNuwezETkFrwt/Fkl5B9p96KWOMqww",
-	"Q6o2JuZPev1G4tQZu0MyjrYt0VsNHcd8EjwWFVvfRQsN8pzXhhkM3ahA4VONtWvXZZ7HNMmlIL7Y1HZS",
-	"dtJz/aXt6N5uscb6BtZhDXZZU5BFjtpsmgR7BfCtzm7EnQURX6/3asD61S2+ep3AjULsam2TzV1RlyCi",
-	"hzqytsZ0u47grVSWEWE9u3OqlCcSpqcsW7rmCt4Ka0FgM4NUMOiNFES8kNq4ArXvZ6nGKnhmdvHbNpKG",
-	"FSrsdIdhihmrNT2UZoFqs/kCi43mwNYyxNCtmHHB9QLzEXRUTlkIBTPmPpijseKyOePCtai57Ylr/+iQ",
-	"iYY52+e5Fd7hBrFdt8cojvnRqfdEC7nSVFNuQTS1U4wFKhzUletaT57Q7h+oRDuTm72A3Qs3EWj3M5Z+",
-	"VkFJCT62WddR/IlebSdr6EX+4Wj/aNPfLw1ybB25NpzTngtqq71tzL6/pY25mMn+mXgjhVGy0L0Zp8NW",
-	"XnCDBxoMaqMJnjmsZa30EYUeB1ptTgD9eSWU6xRWdnK2WjBzK5wNN/3aFKwHDksVlvJ+c2J06jvIMAv9",
-	"ZOcRek1kopjfCkUJqO06hI1sfAwfbXUhRi6NoLMi/LhISGC1WaAwfoIHh1MuKL0nIoWUFfkl3w8z3FA1",
-	"nVi1dNXF8pILmLy/oHCFSjv1vhyNR+NQdLCKJyfJ96Px6HtKkZhZWOgd20+PGxXQszlapFEAskxRfpJc",
-	"cm3OmlVbh+678fhJU8m9DmkzfuoPL6Iz1I4Z/bjJCQB02JUfXIbqzkrUmkptvncLtzVz/IXnDw7DBcba",
-	"5RdGwyIMn1yt0J0T+BLGj4FcGinkCqQ4JYuXdYsfB++RK11bZjizmzeqSTu3DH77FqPw33u2ffVIbLfj",
-	"CLXEPIhmx9Wv3HcxCzf0j5uZdtc0b5lattP8Dd2NYWbNLCiK15/R+GnRV2J1F0T9DgOAzGqlbH1iV23D",
-	"j1bMYnOrqMOxKq3qiKDXHUHtNYLXMl8/i4xdFD38bZr1eqPDwwVluhl6zI0fx1zrbkfXIhf7Ov9Dym1s",
-	"p8L6XSmQ6r0WNgs53+1JXUNb989vpD+xxLV2fQiuw6War7zoM7yPS+oMU26iZzcd2sx1ppKnOZNnCBR+",
-	"OrBnmCAxU9C2EHPlgbtIRUF5ietvgCNXjIXJhG9QbWcDqdMvlRd+HEYMdMZwPUgdh1nEkMcLQ9MerGKS",
-	"bJYcb19OI4Q8/klzVeyrzbzHbGXInNsa+xPG+7pY1WOCLM6aW3LNIPFQqmbCaTDvO4zjrJnjefv284ta",
-	"FRRuo0MuO8ixFZq7S6aQZQtfbNMaVKdQMW1cj9ll587LsVsRJoV3Gk1dffQ0RpvB4Z1LQmOQ8/PH58WA",
-	"32QABaQHx2cszG6kAAZvLtxYFARirinP1mhTbjsm1YPZe89cm1Fe1FyT0Kv3x3uJWGm3jZ0TUG0MtTC8",
-	"CHc9DxpXwDW4iYVLA8ldURlPVs0Y5bYsvxW28GCgDVb+O1pvmxZuyI4VxSzMhy3np0n/Ze7CSzUAFaeq",
-	"v8tTONsHD3FAYLgPPFl/sVLcGBRk8RlTHdTZqnVnWnFjV+yTVFha7i4A17YywaEwH5oD++l/q9vx12QA",
-	"rd7pnlmAlf8bxHpbRLpxUazR6ibNEWu5O5t2+vY8aXuY7e2Vt7/8Ztu276LuUD15ONcn/xb5VmjY+gnQ",
-	"9pFpKvehtMmb4WlO0F8/f1Zn1sb1sDK/utx+J0I73uakDs7NEEz5Zmlzfyaq32PbWbOjCw/47XDo7N2Y",
-	"n7bKFVuJU9g0nnPbmretagahy0FamBD183tKsTydMN8ITQLX7eNiTjzCObfN8xVbNy3zA+/nYIqZLFHD",
-	"nR/H3EEtCtS2O04lVkHxdQ25FBgLnZaVbwyZ7/5CyLgW6PYBfBJ66IMf/5r/GRHg0rHKFn6tRVrH/+Hh",
-	"PwEAAP//",
+	"3FtdU9w4l/4rKu9WBd5yGjKTnaqBKxKYGXYISQE7ezFMgdo+3a1pW3IkmU5viv++dY4kt92Wu5skZKre",
+	"K8CWpfPxnG/xOclUWSkJ0prk6HNScc1LsKDprws1PckyVUv7AZ/joxxMpkVlhZLJUXIzA8bdCqYmzM6A",
+	"zWF5TL+UKpuzkks+Bf3CMLWQzdLFDCQrYGKZqu0oSROBm32sQS+TNJG8hOQo8YvP8yRNTDaDkuP5dlnh",
+	"S2O1kNPk8TFFIn+H5QYCCzVFqlLGDRGmaylBMwPSMmHZ3kLYmaotvfOH7g8RNQf8Q8PHWmjIkyOra2iT",
+	"Vwp5AXJqZ8nRqzRC7A038/McV9LuFbez1eYi37j3+m6PuNhUShogbb3h+RV8rMFY/CtT0oKkX3lVFSLj",
+	"KJKDvw3K5XNr2//UMEmOkv84WCHhwL01B2daK+2O6stVu8NYrsAwqSwruc1mzM6EYScfzkfJY5pcKvuL",
+	"qmX+/BRdKmZqPJ6becpyKGDKLTClUf8jEr7fA484yUjKJ9ZCWdk+bt5LxAKtYRkvCjZRmgCC2yM4Kq0q",
+	"0FY40XPaYqJ0ib8lObfw0ooSkh4GkGxHmoNBX6wN6XbGLeNmDnnv9N6mU82lhdiOugZnb+F7tuCGzbjM",
+	"IUfzO2YTXpjWGmIX13BpFqAhZ68Pf24dOlaqAC4Th78A1j/bfK3oSVE0fzXfqvHfkFkk+K0GbiFHeyC/",
+	"0xGnyOOm3j5O5NF9Tz0V/U0zXvFM2GVc6uEtiaBRgYapMBaFkDIxYVwuW4IQ0sIUdF+nPe3MlLGXZOOR",
+	"lwU39jfg2o5hA4xkXRR8XEBwC71t5ND+xnJbkwRA1iWK7uzy5M3F2WmSJv97cn5zfvnr3S/vr+5OPny4",
+	"ev/HyUWSJqfn12HF6dnF2c3ZaUvWrZ3rqlLaa/FmWXnlWShNlBL/gGvNl/Q3nz7pi02AI/b9llHKGkHE",
+	"UOO8Sg8yJRjDp7AdjGFhbO9feF244NpFnXvOhMSFkDMhrWLwAHoZoiYDmVdKSEs22fc6gFRfebD3IW1m",
+	"XAOGZfy6Zc4Y79h/Hf6IG5b8kygRFa9SjF3u98OGC1mXY4fwgluQ2fJdhJEzns2C1xDWMM40l7kqGUKX",
+	"1RWzygWFksslK0VRCAOZkrlhE6GN7dDx0+Hh4WGUlpa5aTBgd2Z8MVMGWKakhAxXMWEY7cBC5OfSS+cJ",
+	"InmMqPpCTd8UatwH0iqXiaEck4qoZxByzaQ2RcYLNb0QEmKGVleF4rkLD7sFqQfBdzgPmb1Wtc6gZxHt",
+	"7M0lTbhli5TA3l/DcvRb93T8m1qQm65AlxyJohSPay0eID9i9wb0g8jgnu19eH99ww7GhRrvp+y+EHKO",
+	"D//nBiHJmRFTCTnDx/tM6Vt5bySvzEzZe7aXqUpg5NUIZASV1cBLNl4yzrICEUV2FL7YH93KJG1crCfB",
+	"cTlH5+PXRR1p4LcuS66XffiMlxbMANbF/0FIvYNs2eXpf1+/v4yHqgZU/VdfrXSnYndC6qke0O9bJSdi",
+	"2ufphBnLp/DCoE7vMlqVMuFSk4XQ4EsJ9Pcmkog52N2JuKVZNQcZfVPrYrubx0Vp+4yw4wCTv8MyxqEv",
+	"SBiXOVtgkteUS/jGQ4fNVIEeUmkm7CCjAx5l7L3QLqr0oNvghxz0d9jvmhY2O25xCQNCIycWTchROgiu",
+	"gUouIiTtEgye5wL34cWHzvt+EhXPslb0FfAARfRTVdu4hVr4ZFNWukQeVW61KEvI0ZW0mOAGi1HMu5Gd",
+	"aJJfqQEncPhyzI3zZMBcgGpvPeUP4OXTN3qKADvGhTWFIj2Ocb/NgEavG/w8BcPkZJ8Qsp49iqqq4zua",
+	"Osi92Z3UrZGSDmp23RIouzbXk3HDfT+EUjpG7xF55G7iEAmMr+evWDYqmUEba3tKM84qDRPxycXJffcj",
+	"7yJwqIr0vA+zfAmLeNGYc8sHLJCb+QvDcEGKNRwL0fHTy6l66U/42yg5uuKLdz6VR7qIpSvfY4l4cjNv",
+	"KnOXPzIlO46JKo5VGi+kscDzEK+xfMmWTEmICWZVH617wmLZVKiGZVzrpZBTXzooGdIBg4xPDXO58IRS",
+	"/3YP4Ql1migh6t6ufRrftBZKvkTej9khK4FLw6RihSid5hvbENL+9DrZluS7J0P6ZPj6mKmuMKhl4os/",
+	"BPUQ79vadG1E0tsYEq8gUzqHfBgg1EVywOCrpgKFq839pEzl8WJ+GOShFUgwx2iCIGd7OeBePo/FKPHT",
+	"6+Zsj9IAT7O/g03s3L1CR+AO2PdqWUXpHluBhG3eOYj6LKzHb0Pt3ieGXrmDu4bZsJwyLwtviyi8F8Z9",
+	"6LmOEqwhA6w2TuwXev2G49Qpu7NlHG1rrLcaOo74JHgsLLZ+iBYa15hbXzcNoVjXLVJi4EcoOarnRR7P",
+	"TYSUkN+oLagQ1jD4BFltgXKhDH1dXZEZOFelATeljohVqYsvgvokwgpeYLnTdDFDSyNKEW25gaMXxp2a",
+	"MlXkYOyqGbFTooBByEtyW6PKFQpETkyzYScILcKg1o811K6HmvnN0iRXEsHCx9Teiiq5RVkk5Wr3vWPN",
+	"HIoig63vLxTWWrs9EmMCi2+WO3XF/eoWXb327EogtNpQBbApFUJ4m6E2ORX+7tQRe6c0ESIp3LpIh8k7",
+	"Opoxz+au4wW3kjTI+MSCJhA3XODmhTLWdQ36wQ8L30JkdhO9bSUZhobQadmzMWS8NvhQ2Rno1eEzKFaS",
+	"Y1RgIkG3ciKkMDPIR6wjckwNMcPg7oMpWGKXT7mQbm4gaFBh/KM9LhviqPl2K30UDGy7FpzVAvL9Yx8e",
+	"ZmqBVs7WIJrSaGkGGgZl5UYJJ0+YwQy0BzrjtJ2A3csBItDup5H9VI880lBMfXvufXCjszEUSk4NeUg0",
+	"z9OL85uzu7fnd3+8u/sXOda353en79/+fnZ19y/n5qKWgQkq7OrpnH/6gr59J4PsZYHDmd/WAZBfGvhY",
+	"s/S2FaU9z9fWdhtDfQ+NBws5iYS2t0parQrTm3c7SOeFsBRmwFiDVpGzpaq12cdg6mzF2CMG3k34aLSg",
+	"Kepixu2tdNBZBbqUkeMPSzWU6mFlqCb10wQ2CbMF54h6AwXcMb+VGosR6kCFgyhXCh+tdaRGLqVEE5V+",
+	"dCgV47WdgbR+msv2xkJiqYebFEpV6A59b9QKW6BcSSxdcfG8FJKdfDjH1AW0ceJ9NTocHYYClFciOUp+",
+	"HB2OfsR0mdsZQe+APj1oRIDPpkBIw7hHRKFdJRfC2NNm1Zqt/3B4+KQJ9U6+oRlF9vOD6Dy9o0Y/enQM",
+	"MPQx2g+xQ6VPHLUmlKvv3cJ1yRx8Fvmjw3ABsdHJuTVsFgaRLhnrzox8OetHgq6kkGrBlDxGjZd1ix4H",
+	"75FrY7TUcEqHN6JJOzdO/vwW1yL+6un29bak1LCS6znkgTW6uvDafRfTcLP/QXO/oauad1zP2yXfat+V",
+	"YibNXDCK11/B+snhV2J1E0T9CQOAzGqtqValVevwwxWT2Awz6nBIpFUdYfS6wyhdKXmj8uWz8NhF0eM/",
+	"JlkvNzQeITGCZ+Axd7gdc617Pl2NnO/q/PcwpaKuFfldJQFr/xY2CzXd7EndcMP07TfSq5rD0rielDDh",
+	"gtVXXvoaPsflkpZrN92lQ4cOc13K5GnO5BkChZ8U7RgmkM2UGar/XFXiLtVhUJ7D8hvgyNWAYUrlm5Xr",
+	"2UDq5ItVjR+NIgGdkWwPUgdhLjXk8cIAvQerGCerJQfrFxURIds/aa4NfrWad5izDalzXWJfoLyvi1U9",
+	"IlDjvLkx2QyV95Rupt0W8r7DOMiama7Xbz+/qHWB4TY68KShHhWG7l6hBp7NfI2Pa0Afs4ob6+ogl507",
+	"L8dvZWjp3BuwdXXn9xithsj3LgmNQc7Pop8XA/6QARSgHBydsTC74oLxVTUoAXIsATFpz8kQUQuD2XtP",
+	"XauxblRdJ2Fu4817DlAZdwzNjLAkZ7W0ogj3fl80rkAY5qZXLg1Ed8U41UEs45jb8vxWUuHBmbFQ+e9w",
+	"PfVK3IULqDBmQT6sOT9Z/DdzF56rAag4Uf1TnsLpPniIFwiGh0AT+YuFFtaCRI1PuO6gjmBrNgDO4VoY",
+	"NpdqIV3vlwBPTQ/JSyGndGW72+9Qut3u2McNfE3tOllN+8mqaCu5EtS/O2ou++DRO7Sq/WTpVlqV0pKS",
+	"L9kYVt3J8TJ1E6rOpVJJQPdXWhxl6LjC+7sSLL8TcqJGIr+/lXvNm3dg+bl/Tm2fNtepuyHDl52cL3TT",
+	"yeWWMUPCbO7aKeZ75DrtCcSOCY+DTbT6ta3umGEGQJJcUalu2tvtVvew2NTEQwkJkbstyx0akjxHLfvt",
+	"HE1HExsk/9XF8Hu5UlIra/R2JHM/ufY2qn1HNYwdyo7amqHOYGVyQyt2qUscAWSHwlBzA4YqhdBf3E2y",
+	"aw3T71NEbJxHRbXr28JfXS6QJTodxkZE7uJSRFvuXwDoMsfzVP7hqshOpf+rb3Zs+18bNogew5QPUt+g",
+	"ZAujJn+hYN1ktjo6r4an5VH+v5me1U21cT0szG/ipBx6yUE5ODd3KjpOSdgB+R5Qc56Grh7w6wmO03ej",
+	"fjwq13whj9lqZJbTUJGGbJyFRilK4QR3P3vAKs3vEyazIUFwAwOXJI3YmaCxX0gJ/C0ocmVsDJkqwbB7",
+	"P0i+Z7UswNBcTxjGC0zRlyxXEmJJA5HyjSHzw3eEjJuirBvgk9CDH/z8ff7RLsClo5U1/JJGWub/+Pj/",
+	"AQAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -66,6 +66,17 @@ type Config struct {
 	HTTPUsername string `env:"DLITE_HTTP_USERNAME" flag:"http-username"`
 	// HTTPPassword is the status page's basic-auth password.
 	HTTPPassword string `env:"DLITE_HTTP_PASSWORD" flag:"http-password"`
+	// StateDir holds the records of the CI stages this runner has set up (mode 0700; each record
+	// 0600, since it holds the stage's secrets). Load defaults it to the spool directory's path
+	// followed by "-stages".
+	StateDir string `env:"DLITE_STATE_DIR" flag:"state-dir"`
+	// Docker says whether container steps run: DockerAuto (when a daemon answers at start),
+	// DockerOn (a daemon is required) or DockerOff; empty is DockerAuto.
+	Docker DockerMode `env:"DLITE_DOCKER" flag:"docker"`
+	// DockerAllowPrivileged lets steps ask for privileged containers.
+	DockerAllowPrivileged bool `env:"DLITE_DOCKER_ALLOW_PRIVILEGED" flag:"docker-allow-privileged"`
+	// DockerAllowSocket lets steps and stages ask for the Docker socket to be mounted.
+	DockerAllowSocket bool `env:"DLITE_DOCKER_ALLOW_SOCKET" flag:"docker-allow-socket"`
 
 	// secretFile records what Load did with AccountSecretFile, so Validate neither takes a
 	// secret read from it for a conflict nor reports a failed read twice.
@@ -73,6 +84,20 @@ type Config struct {
 }
 
 type secretFileState int
+
+// DockerMode says whether a runner runs container steps.
+type DockerMode string
+
+// The Docker modes.
+const (
+	// DockerAuto runs container steps when a Docker daemon answers at start, host steps only
+	// otherwise.
+	DockerAuto DockerMode = "auto"
+	// DockerOn requires a Docker daemon: the runner fails to start without one.
+	DockerOn DockerMode = "on"
+	// DockerOff runs host steps only.
+	DockerOff DockerMode = "off"
+)
 
 const (
 	secretFileUnread secretFileState = iota
@@ -141,6 +166,10 @@ func (c Config) LogValue() slog.Value {
 		slog.String("http_addr", c.HTTPAddr),
 		slog.String("http_username", c.HTTPUsername),
 		slog.String("http_password", setOrUnset(c.HTTPPassword)),
+		slog.String("state_dir", c.StateDir),
+		slog.String("docker", string(c.Docker)),
+		slog.Bool("docker_allow_privileged", c.DockerAllowPrivileged),
+		slog.Bool("docker_allow_socket", c.DockerAllowSocket),
 	)
 }
 

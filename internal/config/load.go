@@ -79,6 +79,10 @@ var (
 	keyHTTPAddr                = key{"DLITE_HTTP_ADDR", "http-addr"}
 	keyHTTPUsername            = key{"DLITE_HTTP_USERNAME", "http-username"}
 	keyHTTPPassword            = key{"DLITE_HTTP_PASSWORD", "http-password"}
+	keyStateDir                = key{"DLITE_STATE_DIR", "state-dir"}
+	keyDocker                  = key{"DLITE_DOCKER", "docker"}
+	keyDockerAllowPrivileged   = key{"DLITE_DOCKER_ALLOW_PRIVILEGED", "docker-allow-privileged"}
+	keyDockerAllowSocket       = key{"DLITE_DOCKER_ALLOW_SOCKET", "docker-allow-socket"}
 )
 
 // setting is one configuration knob: its names, its --help entry and how its text is parsed.
@@ -185,6 +189,9 @@ func load(args []string, stderr io.Writer, m machine) (*Config, error) {
 		}
 	}
 
+	if !given[keyStateDir] && c.SpoolDir != "" {
+		c.StateDir = stateDir(c.SpoolDir)
+	}
 	if !given[keyTLSClientCert] && !given[keyTLSClientKey] && isFile(m.clientCert) && isFile(m.clientKey) {
 		c.TLS.ClientCertFile, c.TLS.ClientKeyFile = m.clientCert, m.clientKey
 	}
@@ -293,6 +300,7 @@ func settings(m machine) []setting {
 		gLogging   = "Logging"
 		gResults   = "Results"
 		gHTTP      = "HTTP"
+		gCI        = "CI stages"
 	)
 	return []setting{
 		{key: keyManagerEndpoint, group: gManager, arg: "URL",
@@ -430,6 +438,22 @@ func settings(m machine) []setting {
 		{key: keyHTTPPassword, group: gHTTP, arg: "PASSWORD",
 			usage: "Basic-auth password of the status page.",
 			parse: str(func(c *Config) *string { return &c.HTTPPassword })},
+
+		{key: keyStateDir, group: gCI, arg: "DIR", defText: "the spool directory followed by -stages",
+			usage: "Directory of the CI stage records (stage secrets inside: kept 0600, readable by the runner's user only).",
+			parse: str(func(c *Config) *string { return &c.StateDir })},
+		{key: keyDocker, group: gCI, arg: "MODE", def: string(DockerAuto),
+			usage: "Container steps: auto (when a Docker daemon answers at start), on (fail to start without one) or off.",
+			parse: func(c *Config, v string) error {
+				c.Docker = DockerMode(strings.ToLower(strings.TrimSpace(v)))
+				return nil
+			}},
+		{key: keyDockerAllowPrivileged, group: gCI, def: "false",
+			usage: "Let steps run privileged containers, which own the host; off unless every pipeline is trusted.",
+			parse: boolean(func(c *Config) *bool { return &c.DockerAllowPrivileged })},
+		{key: keyDockerAllowSocket, group: gCI, def: "false",
+			usage: "Let steps mount the Docker socket, which gives them the host's Docker daemon (root on the host); off unless trusted.",
+			parse: boolean(func(c *Config) *bool { return &c.DockerAllowSocket })},
 	}
 }
 
@@ -444,6 +468,17 @@ var levels = map[string]slog.Level{
 func str(field func(*Config) *string) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		*field(c) = v
+		return nil
+	}
+}
+
+func boolean(field func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("must be true or false, got %q", v)
+		}
+		*field(c) = b
 		return nil
 	}
 }
@@ -500,6 +535,12 @@ func spoolDir(m machine) string {
 		return filepath.Join(h, ".local", "state", "dlite", "spool")
 	}
 	return filepath.Join(m.tempDir(), "dlite", "spool")
+}
+
+// stateDir is the default stage record directory: beside the spool directory, so a runner's
+// durable state stays together, and distinct for each runner that has a spool of its own.
+func stateDir(spool string) string {
+	return filepath.Clean(spool) + "-stages"
 }
 
 func isFile(path string) bool {

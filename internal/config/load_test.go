@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"maps"
 	"os"
@@ -116,6 +117,8 @@ func TestDefaults(t *testing.T) {
 		SpoolSyncDelay:    200 * time.Millisecond,
 		MaxTaskDataBytes:  8 << 20,
 		HTTPAddr:          "127.0.0.1:3000",
+		StateDir:          filepath.Join(home, ".local", "state", "dlite", "spool-stages"),
+		Docker:            DockerAuto,
 	}, c)
 	require.True(t, c.Embedded())
 	require.Empty(t, c.Endpoint())
@@ -183,6 +186,10 @@ func TestEachSettingFromEnvAndFlag(t *testing.T) {
 			"user-a", "user-b", func(c *Config) any { return c.HTTPUsername }},
 		{keyHTTPPassword, "pw-a", "pw-b", map[string]string{"DLITE_HTTP_USERNAME": "user"},
 			"pw-a", "pw-b", func(c *Config) any { return c.HTTPPassword }},
+		{keyStateDir, "/var/lib/a", "/var/lib/b", nil, "/var/lib/a", "/var/lib/b", func(c *Config) any { return c.StateDir }},
+		{keyDocker, "ON", "off", nil, DockerOn, DockerOff, func(c *Config) any { return c.Docker }},
+		{keyDockerAllowPrivileged, "true", "1", nil, true, true, func(c *Config) any { return c.DockerAllowPrivileged }},
+		{keyDockerAllowSocket, "true", "1", nil, true, true, func(c *Config) any { return c.DockerAllowSocket }},
 	}
 
 	var covered []key
@@ -201,9 +208,9 @@ func TestEachSettingFromEnvAndFlag(t *testing.T) {
 			require.Equal(t, tc.fromFlag, tc.get(c), "the flag wins over the environment")
 
 			c, err = load([]string{"-" + tc.key.flag, tc.flag}, nil, fakeMachine(t, merge(managerEnv, tc.extra)))
-			if tc.key == keyTLSInsecureSkipVerify {
-				// A switch takes no separate value, so "false" is left over as an argument.
-				require.ErrorContains(t, err, `unexpected argument "false"`)
+			if tc.key == keyTLSInsecureSkipVerify || tc.key == keyDockerAllowPrivileged || tc.key == keyDockerAllowSocket {
+				// A switch takes no separate value, so its value is left over as an argument.
+				require.ErrorContains(t, err, fmt.Sprintf("unexpected argument %q", tc.flag))
 				return
 			}
 			require.NoError(t, err)
@@ -338,6 +345,16 @@ func TestClientCertificateDefaults(t *testing.T) {
 		_, err := load([]string{"--tls-client-cert", m.clientCert}, nil, m)
 		require.ErrorContains(t, err, "DLITE_TLS_CLIENT_KEY (--tls-client-key): required with DLITE_TLS_CLIENT_CERT")
 	})
+}
+
+func TestStateDirFollowsTheSpoolDir(t *testing.T) {
+	t.Parallel()
+	c, err := load([]string{"--spool-dir=/var/spool/dlite-1/"}, nil, fakeMachine(t, nil))
+	require.NoError(t, err)
+	require.Equal(t, "/var/spool/dlite-1-stages", c.StateDir, "each runner's spool gets its own stage directory")
+	c, err = load([]string{"--spool-dir=/var/spool/dlite-1", "--state-dir=/var/lib/stages"}, nil, fakeMachine(t, nil))
+	require.NoError(t, err)
+	require.Equal(t, "/var/lib/stages", c.StateDir)
 }
 
 func TestSpoolDirDefault(t *testing.T) {

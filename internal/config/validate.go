@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -84,6 +85,7 @@ func (c *Config) Validate() error {
 		r.add(keyMaxTaskDataBytes, "must be at least %d, got %q", minMaxTaskDataBytes, strconv.FormatInt(c.MaxTaskDataBytes, 10))
 	}
 	c.validateHTTP(&r)
+	c.validateCI(&r)
 
 	return errors.Join(r...)
 }
@@ -245,4 +247,24 @@ func checkPercent(r *report, k key, p float64) {
 
 func notHex(r rune) bool {
 	return !('0' <= r && r <= '9' || 'a' <= r && r <= 'f' || 'A' <= r && r <= 'F')
+}
+
+// validateCI checks the CI stage settings: the state directory must be its own directory, since
+// the spool and the stage store each keep and lock their own files.
+func (c *Config) validateCI(r *report) {
+	switch {
+	case strings.TrimSpace(c.StateDir) == "":
+		if strings.TrimSpace(c.SpoolDir) != "" {
+			// Without a spool directory there is no default to blame the operator for.
+			r.add(keyStateDir, "must not be empty")
+		}
+	case c.SpoolDir != "" && filepath.Clean(c.StateDir) == filepath.Clean(c.SpoolDir):
+		r.add(keyStateDir, "must differ from %s", keySpoolDir)
+	}
+	switch c.Docker {
+	case "", DockerAuto, DockerOn, DockerOff:
+		// Empty, in a Config built by hand, is auto.
+	default:
+		r.add(keyDocker, "must be auto, on or off, got %q", string(c.Docker))
+	}
 }

@@ -73,6 +73,10 @@ func TestValidationErrorsNameTheirSetting(t *testing.T) {
 		{"insecure not a bool", nil, []string{"--tls-insecure-skip-verify=maybe"}, keyTLSInsecureSkipVerify, `must be true or false, got "maybe"`},
 		{"name empty", nil, []string{"--name="}, keyName, "must not be empty"},
 		{"spool empty", nil, []string{"--spool-dir="}, keySpoolDir, "must not be empty"},
+		{"state dir empty", nil, []string{"--state-dir="}, keyStateDir, "must not be empty"},
+		{"state dir is the spool", nil, []string{"--spool-dir=/var/x", "--state-dir=/var/x/"}, keyStateDir, "must differ from DLITE_SPOOL_DIR (--spool-dir)"},
+		{"docker mode", nil, []string{"--docker=maybe"}, keyDocker, `must be auto, on or off, got "maybe"`},
+		{"allow socket not a bool", nil, []string{"--docker-allow-socket=yes please"}, keyDockerAllowSocket, `must be true or false, got "yes please"`},
 
 		{"http all interfaces", nil, []string{"--http-addr=0.0.0.0:3000"}, keyHTTPAddr,
 			`"0.0.0.0:3000" is reachable from other hosts; set DLITE_HTTP_USERNAME and DLITE_HTTP_PASSWORD, or listen on 127.0.0.1`},

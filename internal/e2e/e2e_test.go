@@ -20,7 +20,17 @@ import (
 	"github.com/dlite-dev/dlite/tasks"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	code := m.Run()
+	removeBinary()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 var builtinTypes = []string{"HTTP_TASK", "SHELL_SCRIPT_TASK", "SLEEP_TASK"}
 

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/dlite-dev/dlite/internal/engine"
 	"github.com/dlite-dev/dlite/internal/telemetry"
 )
 
@@ -33,6 +36,11 @@ type Status interface {
 	Snapshot() telemetry.Snapshot
 }
 
+// Stages lists the CI stages a runner holds; the stage engine implements it.
+type Stages interface {
+	Stages(ctx context.Context) ([]*engine.Stage, error)
+}
+
 // Options configure a Server.
 type Options struct {
 	// Addr is the listen address, host:port. A host that is not loopback (or an empty host,
@@ -43,6 +51,8 @@ type Options struct {
 	Username string
 	Password string
 	Status   Status
+	// Stages, when set, adds the CI stages in progress to the status page.
+	Stages Stages
 	// Metrics is what /metrics serves.
 	Metrics prometheus.Gatherer
 	Logger  *slog.Logger
@@ -223,8 +233,65 @@ func (s *Server) readyz(c echo.Context) error {
 	return c.String(http.StatusOK, "ready\n")
 }
 
+// statusBody is status.json: the runner's snapshot and the CI stages it holds.
+type statusBody struct {
+	telemetry.Snapshot
+	// Stages are the CI stages set up and not yet cleaned up, oldest first.
+	Stages []StageView `json:"stages"`
+	// StagesError says why the stages could not be listed; empty when they were.
+	StagesError string `json:"stagesError,omitempty"`
+}
+
+// StageView is a CI stage as the status page shows it.
+type StageView struct {
+	ID      string     `json:"id"`
+	State   string     `json:"state"`
+	Created time.Time  `json:"created"`
+	Steps   []StepView `json:"steps"`
+}
+
+// StepView is a step of a stage as the status page shows it.
+type StepView struct {
+	ID       string    `json:"id"`
+	Name     string    `json:"name,omitempty"`
+	Backend  string    `json:"backend"`
+	Detached bool      `json:"detached,omitempty"`
+	Started  time.Time `json:"started"`
+	// Status is "running" until the step ends, then how it ended.
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+}
+
 func (s *Server) status(c echo.Context) error {
-	return c.JSON(http.StatusOK, s.opts.Status.Snapshot())
+	body := statusBody{Snapshot: s.opts.Status.Snapshot(), Stages: []StageView{}}
+	if s.opts.Stages != nil {
+		stages, err := s.opts.Stages.Stages(c.Request().Context())
+		if err != nil {
+			body.StagesError = err.Error()
+		}
+		body.Stages = stageViews(stages)
+	}
+	return c.JSON(http.StatusOK, body)
+}
+
+// stageViews orders the stages and their steps by start, so the page does not jump around.
+func stageViews(stages []*engine.Stage) []StageView {
+	out := make([]StageView, 0, len(stages))
+	for _, st := range stages {
+		v := StageView{ID: st.Spec.ID, State: string(st.State), Created: st.Created, Steps: []StepView{}}
+		for _, step := range st.Steps {
+			sv := StepView{ID: step.ID, Name: step.Name, Backend: step.Backend, Detached: step.Detached,
+				Started: step.Started, Status: string(engine.StepRunning)}
+			if step.Result != nil {
+				sv.Status, sv.Error = string(step.Result.Status), step.Result.Error
+			}
+			v.Steps = append(v.Steps, sv)
+		}
+		slices.SortFunc(v.Steps, func(a, b StepView) int { return cmp.Or(a.Started.Compare(b.Started), strings.Compare(a.ID, b.ID)) })
+		out = append(out, v)
+	}
+	slices.SortFunc(out, func(a, b StageView) int { return cmp.Or(a.Created.Compare(b.Created), strings.Compare(a.ID, b.ID)) })
+	return out
 }
 
 // asset serves one embedded file of the status page.

@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/dlite-dev/dlite/internal/engine"
 	"github.com/dlite-dev/dlite/internal/executor"
 	"github.com/dlite-dev/dlite/internal/httpapi"
 	"github.com/dlite-dev/dlite/internal/manager"
@@ -325,4 +327,50 @@ func TestPageHasEveryElementTheScriptWrites(t *testing.T) {
 	for _, id := range ids {
 		require.True(t, strings.Contains(page, `id="`+id+`"`), "app.js writes #%s, which index.html lacks", id)
 	}
+}
+
+// stageList is a stage engine's listing, as the status page reads it.
+type stageList struct {
+	stages []*engine.Stage
+	err    error
+}
+
+func (l stageList) Stages(context.Context) ([]*engine.Stage, error) { return l.stages, l.err }
+
+func TestStatusJSONListsStagesInProgress(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	later := &engine.Stage{Spec: engine.StageSpec{ID: "stage-b"}, State: engine.StageReady, Created: t0.Add(time.Minute)}
+	first := &engine.Stage{Spec: engine.StageSpec{ID: "stage-a"}, State: engine.StageReady, Created: t0,
+		Steps: map[string]*engine.StepRecord{
+			"two": {ID: "two", Name: "Test", Backend: "docker", Started: t0.Add(2 * time.Second)},
+			"one": {ID: "one", Name: "Build", Backend: "host", Started: t0.Add(time.Second),
+				Result: &engine.StepResult{Status: engine.StepFailure, Error: "exit status 2"}},
+		}}
+	s, err := httpapi.New(httpapi.Options{Addr: "127.0.0.1:0", Status: f.mon, Metrics: f.mon.Gatherer(),
+		Stages: stageList{stages: []*engine.Stage{later, first}}})
+	require.NoError(t, err)
+
+	r := get(t, s.Handler(), "/status.json")
+	require.Equal(t, http.StatusOK, r.code)
+	var body struct {
+		Name   string              `json:"name"`
+		Stages []httpapi.StageView `json:"stages"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.body), &body))
+	require.Equal(t, "runner-a", body.Name, "the runner's snapshot is still there")
+	require.Equal(t, []httpapi.StageView{
+		{ID: "stage-a", State: "ready", Created: t0, Steps: []httpapi.StepView{
+			{ID: "one", Name: "Build", Backend: "host", Started: t0.Add(time.Second), Status: "failure", Error: "exit status 2"},
+			{ID: "two", Name: "Test", Backend: "docker", Started: t0.Add(2 * time.Second), Status: "running"},
+		}},
+		{ID: "stage-b", State: "ready", Created: t0.Add(time.Minute), Steps: []httpapi.StepView{}},
+	}, body.Stages)
+
+	s, err = httpapi.New(httpapi.Options{Addr: "127.0.0.1:0", Status: f.mon, Metrics: f.mon.Gatherer(),
+		Stages: stageList{err: errors.New("read stage records: permission denied")}})
+	require.NoError(t, err)
+	r = get(t, s.Handler(), "/status.json")
+	require.Contains(t, r.body, `"stagesError":"read stage records: permission denied"`)
+	require.Contains(t, r.body, `"stages":[]`)
 }

@@ -75,6 +75,12 @@
     fill('running-body', 'running-empty', s.running, (t) => [
       cell(t.id, 'id'), cell(t.type), cell(clock(t.startedAt)), cell(duration(t.seconds), 'num'),
     ]);
+    const stages = s.stages || [];
+    setText('stages-count', String(stages.length));
+    fill('stages-body', 'stages-empty', stages, (st) => [
+      cell(st.id, 'id'), cell(st.state), cell(clock(st.created)),
+      cell(st.steps.map((p) => (p.name || p.id) + ' (' + p.backend + ', ' + p.status + (p.error ? ': ' + p.error : '') + ')').join('; ') || '–'),
+    ]);
     setText('finished-count', String(s.finished.length));
     fill('finished-body', 'finished-empty', s.finished, (t) => [
       cell(t.id, 'id'), cell(t.type), cell(t.code, 'code code-' + t.code.toLowerCase()),

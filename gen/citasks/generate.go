@@ -1,0 +1,3 @@
+package citasks
+
+//go:generate go run github.com/oapi-codegen/oapi-codegen/v2/cmd/oapi-codegen -config cfg.yaml ../../openapi/citasks.yaml
