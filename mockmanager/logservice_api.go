@@ -112,6 +112,9 @@ func (a logAPI) StorageUpload(_ context.Context, req logapi.StorageUploadRequest
 }
 
 func readUpload(r io.Reader) ([]byte, error) {
+	if r == nil {
+		return nil, nil // an empty log: the step printed nothing
+	}
 	body, err := io.ReadAll(io.LimitReader(r, maxUpload+1))
 	if err != nil {
 		return nil, fmt.Errorf("read body: %w", err)

@@ -219,7 +219,8 @@ type ClientInterface interface {
 	// UploadBlobWithBody Store the permanent log of a key through the service.
 	//
 	// The body is NDJSON: one line's JSON (the Line schema) per text line, sent as
-	// `application/x-ndjson`. It replaces the key's permanent log.
+	// `application/x-ndjson`. It replaces the key's permanent log. An empty body stores an empty
+	// log: the log of a step that printed nothing.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -289,7 +290,8 @@ type ClientInterface interface {
 // UploadBlobWithBody Store the permanent log of a key through the service.
 //
 // The body is NDJSON: one line's JSON (the Line schema) per text line, sent as
-// `application/x-ndjson`. It replaces the key's permanent log.
+// `application/x-ndjson`. It replaces the key's permanent log. An empty body stores an empty
+// log: the log of a step that printed nothing.
 //
 // Takes any type of body and a specified content type.
 //
@@ -945,7 +947,8 @@ type ClientWithResponsesInterface interface {
 	// UploadBlobWithBodyWithResponse Store the permanent log of a key through the service.
 	//
 	// The body is NDJSON: one line's JSON (the Line schema) per text line, sent as
-	// `application/x-ndjson`. It replaces the key's permanent log.
+	// `application/x-ndjson`. It replaces the key's permanent log. An empty body stores an empty
+	// log: the log of a step that printed nothing.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -1324,7 +1327,8 @@ func (r WriteStreamResponse) ContentType() string {
 // UploadBlobWithBodyWithResponse Store the permanent log of a key through the service.
 //
 // The body is NDJSON: one line's JSON (the Line schema) per text line, sent as
-// `application/x-ndjson`. It replaces the key's permanent log.
+// `application/x-ndjson`. It replaces the key's permanent log. An empty body stores an empty
+// log: the log of a step that printed nothing.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -2474,50 +2478,51 @@ func (sh *strictHandler) WriteStream(ctx echo.Context, params WriteStreamParams)
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"xFltb9tGEv4rA94BsQvqpXVa4ORPbtpec9cmuThBDwiNckWOyK3JXXZ3aZkI/N8PM7ukKIlyUiS9frIl",
-	"Lmdm5+WZZ0bvo0zXjVaonI1W76NGGFGjQ8OfrrJMt8o9/44+5GgzIxsntYpW0ZsSQfjH4EqEW+xgjZVW",
-	"hQWn51EcSTr2e4umi+JIiRqjVSQGgXFk8PdWGsyjlTMtxpHNSqwFaaql+glV4cpo9WUcua6hV60zUhXR",
-	"w0Mc/Ru7aYMqXbAhZ9rEsJWuhMbgRt7HIPh7/+n8lHW32H2CXQ/0qm20ssjO+1bkr/H3Fq2jT5lWDhX/",
-	"K5qmkpkguxe/WTL+/UjJ3w1uolX0t8UuMAv/1C6+N0Ybr+r48pmoKtgKCwY3rcX8EpCO/1rbAqzoLGzL",
-	"bs7+C+JIm5dIgTe6QeOkt314kz4cB2DnonejozeDT/T6N8xc9BBHP0mFx7F6qXysKqmQgrGvXJjC/81z",
-	"SS+I6tXe8wN7Dn1x7UybudZgDhuJVW5BbzhFSdslmFYpNBYsqhxUW1VkAP0V6wr7mB/do8I7rE4knVT4",
-	"xAKfiMG2WQnCglQbroIjY3XrpuU4vHcha6Wz4IyQlVQFKNySCmhVhdbyTfwdwBlZW5BuUk+j7bSe5Wwt",
-	"LOZsN6i2XqNhrVKxbOsMippE1lLJuq2j1XIQL5XDAg3Jd7KeiOwvJarB2ZyNWyOdQxXD6x+ewcXFxT9I",
-	"9EabWrhoFeXC4YxFxR/IM7qP917QfSLdbiey+b6RBu20tTFoA2Lj0ECpt0AIFvc3uAXrdGNhq82tVMUc",
-	"njsLZDtIHwiL5k5mFH69VSAoo7RLlNU1kkMLEJBVEpUDW+q2yiHHhvJOq0t+v9bZLWeiF8eGdkDXA6l2",
-	"HktUFEf3s0LPwo0JNuavxfZntFYUyBkarn4ccCsLhTm8ff0TOA2v3r7x19NFAOoPwe04Cqzl2PMEKpi1",
-	"RrrumsDFO/uqkQGqGW1LFDmaHdzez0QjZx50gzzh33iIox+FUWjtG32L6qSE/87CsZk/9wE5/2G474Ud",
-	"gP8HZdElqapPONlnAjx7vkMYriSwDhvyNvVFThHrtEGKQQ1SzeGqL2fdoLKgCRvlXV+I0KBJVGhsMYim",
-	"4Wyh8mKB0sG2lBWG2sWGpNkY2qbSIqTVttQVQilJcUfgFBr2E0vSa0FNxus4E7Cu9Poctn0ds0hSGbPt",
-	"WaUt2jFQwPd3aDrffciV/mFPDc7SoeWn54kiEW7cqNNb7NLzy3Exef/Y0LKFhTRpl8uLbBDEH3Hhv73F",
-	"zn9O58AoSsEbytOJAp/YRKWVLn7NtNrIYs4n0hhsphvMyYcjgy/Joc6IO6wIw/lRepAaKfg89MhhQSSK",
-	"cwkG8uQ7jnDsED4mCR0gHVK+lzFPVKKu+pbtvXgmoJbWEnxoA2uR+0sRiem/H3mVzngvglB2S4n3dLlk",
-	"RE9U+j7ZNegkWkESzefzJHpIWTE5bMgADoq0IXMwB5SuRENxFrIoHXmKQiMKJIA0ui1KED26MFqOopio",
-	"UlCi6paS4NXL6zewoNRa0MGF15Ey0CpIX719k/aBoOfn7LNexzg3pLNYbRI1FpmeEyYPZceOz4RS2oFB",
-	"kQUB3nIotXU+U9hiyRZamVMBSQtXr56vEkX9lw5yyjPeC4NjMU+sl8H4TX7r7dMbyCvpqCPws1ooUZAT",
-	"0dwh9WqbKGoVpNxCq3I0kC6C1J1bPL6sMYcSDYZzpN+JAlKSPAvvpGD10EoSdScqST3Venyp5K2326B1",
-	"l+E/UY36ljek0VI5wMrilhT6huOkI0bUQ+j4nlEc3aGxHv6+nC/nS6Y2DSrRyGgVXcyX8wsidsKV3Ao4",
-	"UIcDxrtptrs7stgNIA/xBw8zSt8w8zlBsdY67yjkL7771/XLF6uAtUzf6As4IwcRZQVPkc+pOpiY8bGY",
-	"WrUDQYAyJvH3M5VTR06JIIDBphIZTqIs+dA7l/gJv/08j1bRWw78t+Qj32/Rum913j0yOfRK96eHyaFk",
-	"PM8cTilfLZ+enqWk9WCczym8T5fLUwPKIHIxmnqYFbR1LajpRtd91ztAHL0JSD9R7kxsBU0D7yJOoBuS",
-	"eYQjf2leBfAqMWSVT7IzwUQR9mFqBHGwxg05RDoI9PRy90xkGTYMFarqhvGaWj1NFta2yLB0OpOYBx9F",
-	"evnZBlGWf2IOpRt8hnz5J7rD7qJDb3osiya61Yks2gddzqFToxlh6xM7NsZCKe5Cz6AGERiMLJSg0RMy",
-	"fed70cAs4iGOgQQlytP9mBBc+CvSoEEUsOo4e6gP9W/wl61yshrlzBxeIOYWlPYcYSojrv09fWIwJu9V",
-	"yp+2pnn/J+xY4sfmzYNpLSbS9VbJe7CYaZXbU2uffjx8zKxhYJXKffM0Oh6Ij02jxCnxHn78+erZ7PrH",
-	"q6++/qbfRAwp0Qc3DH67Ph8yjqjCLXanLB/y7RNcevNYw/li8cU+KAx+WEslTBdNrsGO/RCgsdJFDBPI",
-	"GNYeQnUQlAOJJRKotMLVwN586dWigzUmKtQjlRo7bfwuV9X+rkerQGz+uo5Ir1z8f9aBPb312Z1DgJMd",
-	"ROUaCTgc1MJl5XxviI9W727GYOzBA8QB6u6mANYWsvuQFI/xd0xdBxymOdK7vEI3sVR6VmnrlylhJmaK",
-	"L731RDr7/4XyO885/EL5lFolGltqlw4bnb3ZFUpd5TZRRO59VE8Mx3ybjTTWeYrYs/1cZ21NIWEP1NJx",
-	"H1rTzPN1vFwuE+VVbniaobFEN915b53fRqexH9/oDiJsqD0m8FzN1wvmbkttMXQ5YYgfhG0hvcuTeT7V",
-	"AMh9eO29fAT/h7tTPQw6dP5Jv2kIftn3SKAwWQiPX0RO4lSIQxQfU9W11hUKNYmgBoXrtwB7vuHLBg8F",
-	"53jsPG2Df/txC24+Fgq8TstjYXD8pzMejlNI1N3+p2c2PBLrTbg0OcXfuPfLuMpCSd08xFGBE5zmmqZR",
-	"M+NpBu/IPj8L8f888/hxJ82FEyvwmxZX7g1LYesSh7qYqq9EcYGFKZ9HcYVb1kQ8ltM2rIf9OO0XGLxu",
-	"Gm+g2A9DisOZ39YKlShvcIp6k56Tf4aXwta1IIwTW9HN4Yp9xgWj9F5ZFei81SwnOEE4Yt8ZThXUGyGr",
-	"oZ4+wLFpeFywyNkO6B6d146zzVvUL+Y/Oc9+0FWltycT7UQi/WUD1ssG1ST6cwxFZVDkPSJSUomNQVt6",
-	"SkFITF2PM3N+FEgSfSqQj1Z+r/4zRINs+MOx8IPK/mV+MdLh6DYfs0Q45hvSYW0/Yvzj3xz6Dbkxovu4",
-	"ZcPy2Ksv9OjWHFsedr2DL0fAskViLUY3TYDb00xtd94vzD8LPl+xqN3q/Q8F7YBdvT/4gePdDdXJxI8V",
-	"/kH/S8q7G6oTXiaGOmxNFa2i0rnGrhYL0TTz0guZS70ohMOt6BaVLmb95o4EBOumXTd9ob6T+/tMTzvT",
-	"I/nobZ6+p98Nk70n+Idb1BGZvGSi1wjjero5XmiOdO0xzYebh/8FAAD//w==",
+	"xFltb9vGsv4rA94LxC6ol9ZpgSt/ctP2Nve2SU6coAcIjXJFjsityV12d2mZCPzfD2Z2SVESZbdI2n6y",
+	"JS5n5/WZZ0Yfo0zXjVaonI1WH6NGGFGjQ8OfrrJMt8q9/I4+5GgzIxsntYpW0bsSQfjH4EqEW+xgjZVW",
+	"hQWn51EcSTr2e4umi+JIiRqjVSQGgXFk8PdWGsyjlTMtxpHNSqwF3VRL9ROqwpXR6ss4cl1Dr1pnpCqi",
+	"h4c4+n/sphWqdMGKnGkTw1a6EhqDG3kfg+Dv/afzU9rdYvcJej3Qq7bRyiI771uRv8XfW7SOPmVaOVT8",
+	"r2iaSmaC9F78Zkn5j6NL/tvgJlpF/7XYBWbhn9rF98Zo4686Nj4TVQVbYcHgprWYXwLS8V9rW4AVnYVt",
+	"2c3Zf0Ec3eYlUuCNbtA46XUf3qQPxwHYuejD6OjN4BO9/g0zFz3E0U9S4XGsXisfq0oqpGDsXy5M4f/m",
+	"uaQXRPVm7/mBPoe+uHamzVxrMIeNxCq3oDeconTbJZhWKTQWLKocVFtVpAD9FesK+5gf2VHhHVYnkk4q",
+	"fGaBT8Rg26wEYUGqDVfBkbK6ddNyHN67kLXSWXBGyEqqAhRu6QpoVYXWsiXeBnBG1hakm7yn0Xb6nuVs",
+	"LSzmrDeotl6j4VulYtnWGRQ1iaylknVbR6vlIF4qhwUaku9kPRHZX0pUg7M5G7dGOocqhrc/vICLi4v/",
+	"IdEbbWrholWUC4czFhU/kWdkj/deuPtEut1OZPN9Iw3aaW1j0AbExqGBUm+BECzuLbgF63RjYavNrVTF",
+	"HF46C6Q7SB8Ii+ZOZhR+vVUgKKO0S5TVNZJDCxCQVRKVA1vqtsohx4byTqtLfr/W2S1nohfHinZA5oFU",
+	"O48lKoqj+1mhZ8Figo35W7H9Ga0VBXKGBtOPA25loTCH929/Aqfhzft33jxdBKB+Cm7HUeBbjj1PoIJZ",
+	"a6TrrglcvLOvGhmgmtG2RJGj2cHt/Uw0cuZBN8gT/o2HOPpRGIXWvtO3qE5K+PcsHJv5c0/I+RfDfS/s",
+	"APyflEVGUlWfcLLPBHjxcocwXElgHTbkbeqLnCLWaYMUgxqkmsNVX866QWVBEzbKu74QoUGTqNDYYhBN",
+	"w9lC5cUCpYNtKSsMtYsNSbMxtE2lRUirbakrhFLSxR2BU2jYzyxJrwU1GX/HmYB1pdfnsO3rmEXSlTHr",
+	"nlXaoh0DBXx/h6bz3Ydc6R/21OAsHVp+ep4oEuHGjTq9xS49vxwXk/ePDS1bWEiTdrm8yAZB/BEX/ttb",
+	"7PzndA6MohS8oTydKPCZTVRa6eLXTKuNLOZ8Io3BZrrBnHw4UviSHOqMuMOKMJwfpQepkYLPQ48cFkSi",
+	"OJdgIE++4wjHDuFjktAB0iHlexnzRCXqqm/Z3otnAmppLcGHNrAWuTeKSEz//cirdMZ7EYSyW0q858sl",
+	"I3qi0o/JrkEn0QqSaD6fJ9FDyheTw4YM4KBIGzIHc0DpSjQUZyGL0pGnKDSiQAJIo9uiBNGjC6PlKIqJ",
+	"KgUlqm4pCd68vn4HC0qtBR1c+DtSBloF6Zv379I+EPT8nH3W3zHODeksVptEjUWm54TJQ9mx4zOhlHZg",
+	"UGRBgNccSm2dzxTWWLKGVuZUQNLC1ZuXq0RR/6WDnPKM98LgWMwz62UwfpPfev30BvJKOuoI/KwWShTk",
+	"RDR3SL3aJopaBV1uoVU5GkgXQerOLR5f1phDiQbDObrfiQJSkjwL76Rg9dBKEnUnKkk91Xp8qeSt19ug",
+	"dZfhP1GN+pZXpNFSOcDK4pYu9A3HSUeMqIfQsZ1RHN2hsR7+vpwv50umNg0q0choFV3Ml/MLInbCldwK",
+	"OFCHA8aHaba7O7LYDSAP8ZOHGaVvmPmcoFhrnXcU8lff/d/161ergLVM3+gLOCMHEWUFT5HPqTqYmPGx",
+	"mFq1A0GAMibx9zOVU0dOiSCAwaYSGU6iLPlwDlcKsG5c5/Xp4S58yUC8GlBSb6jGCIQ5rxtDFIxpBvEL",
+	"HyjiOqzJyzxaRe85ib4lf/vejdZ9q/PukSmkN2B/EjkacA4nnK+Wz0/PYdJ6y/I5pcbz5fLUcDOIXIwm",
+	"JmYUbV0LatjRdd8xD9CKnUNdYgIqmBQLmiQ+RJx8NyTzCIP+0ZwMwFdiyEifEGeCSSbsQ9wIHmGNG3KI",
+	"dBCo7eXumcgybBhmVNUNoznRBJpKrG2RIe105jCHPor08rMNsSz/xAxLFnyGfPlfdIedSYe+9lgWTXS6",
+	"E1m0D9icQ6fGOsLlZ3asjIVS3IV+Q80lsB9ZKEFjK2T6zvexgZXEQxwDgUqUHxViQn/hTaQhhehj1XH2",
+	"UA/r3+AvW+VkNcqZObxCzC0o7fnFVEZcezt9YjCe71XKX7bi+fgX7Gfix2bVg0kvJsL2Xsl7sJhpldtT",
+	"K6N+tHxMrWHYlcp98zw6HqaPVaPEKfEefvz56sXs+serr77+pt9iDCnRBzcMjTuOEDKOaMYtdqc0H/Lt",
+	"E1x681iD+WLxxT4oDH5YSyVMF02u0I79EKCx0kUME8gYViZCdRAuBxJLBFJphauB+fnSq0UHa0xUqEcq",
+	"NXba+F2uqv09kVb4RN/m1p6o6O9skvTKxd+zXezZsk/4HALC7FAr10hY4qAWLivnezuBaPXhZozPHk9A",
+	"HADxbqjg20LCH3LsMSSPmfAAzTSWepdX6CZ2VC8qbf1uJozYzKyk1544bP8/hZZ8ModfKMVSq0RjS+3S",
+	"YUG0NwpDqavcJopmBR/VE7M2W7ORxjrPOPvhIddZW1NI2AO1dNya1jRCfR0vl8tE+Ss3PBzRlKOb7rzX",
+	"zi+309hPg2SDCAtvDxM8prN5Qd1tqS2GxicMUYawfKR3edDPp3oCuQ+vvZePOsLhKlYPcxOdf9YvLoJf",
+	"9j0SWE0WwuP3mpPQFeIQxcdsda11hUJNgqpB4fqlwp5v2NjgoeAcD6endfBvP67BzR+FAn+n5SkzOP7T",
+	"SRDHKSTqbp3Ukx2esPUmGE1O8Rb3fhlXWSipm4c4KnCC5lzTcGtmPBzhHennRyv+n0coPz2luXBiBX5x",
+	"48q92SssceJQF1P1lSgusLA04Mle4ZZvImrLaRu2zX469/sQ3l6NF1rshyHF4cwvf4VKlFc4Rb1Jz8k/",
+	"w0thiVsQxomt6OZwxT7jglF6r6wKdF5rlhOcIBwR8gynCuqdkNVQT0/QbppFFyxytgO6R0a2KSj3GvV7",
+	"/k/Osx90VentyUQ7kUj/2Mz1ukE1if4cQ1EZFHmPiJRUYmPQlp5lEBJT1+PMnB8FkkSfCuSjld9f/xmi",
+	"QTr86Vj42WXfmF+MdDiy5o/sEY75hnRY2z8wEfJPGP3C3RjR9T+ojonpw3R57Hv1lR5ZzbHl+dc7+HIE",
+	"LFsk1mJ00wS4Pc3Uduf9/v2z4PMVi9pt8v9U0A7Y1ceD30s+3FCdTPz24R/0P8x8uKE64d1kqMPWVNEq",
+	"Kp1r7GqxEE0zL72QudSLQjjcim5R6WLWLwJJQNBu2nXTBvWd3NszPQBNT+mjt3kgn343DPue8x8uZUdk",
+	"8pKJXiOM6+nmeD86umuPaT7cPPwnAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -447,3 +447,25 @@ func TestRetryableOfOtherErrors(t *testing.T) {
 	require.True(t, harnesslog.Retryable(&harnesslog.StatusError{Status: http.StatusTooManyRequests}))
 	require.False(t, harnesslog.Retryable(&harnesslog.StatusError{Status: http.StatusForbidden}))
 }
+
+func TestEmptyLogUploads(t *testing.T) {
+	t.Parallel()
+	for _, indirect := range []bool{false, true} {
+		t.Run(fmt.Sprintf("indirect=%v", indirect), func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, mockmanager.Options{})
+			s := e.settings()
+			s.IndirectUpload = indirect
+			tr, _, err := harnesslog.NewFactory(e.hc).Transport(e.config(t, s))
+			require.NoError(t, err)
+			ctx := context.Background()
+			key := "stage-1/silent-step"
+			require.NoError(t, tr.Open(ctx, key))
+			require.NoError(t, tr.Upload(ctx, key, nil), "a step that printed nothing has an empty log")
+			require.NoError(t, tr.Close(ctx, key, false))
+			blob, err := e.mm.Blob("", key)
+			require.NoError(t, err)
+			require.Empty(t, blob.Lines)
+		})
+	}
+}
