@@ -79,7 +79,7 @@ func (s *Server) reapLocked(now time.Time) {
 		if t.state != StateAcquired {
 			continue
 		}
-		if d, ok := s.delegates[t.acquiredBy]; ok && s.lost(d, now) {
+		if d, ok := s.holder(t); ok && s.lost(d, now) {
 			s.log.Info("delegate lost, task back in the queue",
 				"delegate", d.id, "task", t.id, "last_seen", d.lastSeen)
 			t.state = StateQueued
@@ -90,6 +90,15 @@ func (s *Server) reapLocked(now time.Time) {
 	if changed {
 		s.notifyLocked()
 	}
+}
+
+// holder returns the delegate that acquired t, known or forgotten.
+func (s *Server) holder(t *task) (*delegate, bool) {
+	if d, ok := s.delegates[t.acquiredBy]; ok {
+		return d, true
+	}
+	d, ok := s.forgotten[t.acquiredBy]
+	return d, ok
 }
 
 // register records a registration and returns the delegate's id. A runner process that registers
@@ -103,7 +112,7 @@ func (s *Server) register(p managerapi.DelegateParams) string {
 	defer s.notifyLocked()
 	if token := deref(p.DelegateRandomToken); token != "" {
 		for _, d := range s.delegateOrder {
-			if d.token == token && d.status != adminapi.DelegateStatusDELETED {
+			if d.token == token && d.status != adminapi.DelegateStatusDELETED && s.delegates[d.id] == d {
 				d.name, d.hostName = deref(p.DelegateName), deref(p.HostName)
 				d.tags, d.taskTypes = cloneOrEmpty(p.Tags), cloneOrEmpty(p.SupportedTaskTypes)
 				d.lastSeen = now
