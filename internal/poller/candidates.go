@@ -23,6 +23,8 @@ type candidates struct {
 	events   []manager.Event
 	next     int
 	listedAt time.Time
+	// delegate is the delegate id the answer was for: the one to acquire its events as.
+	delegate string
 	// index maps a candidate's task id to its place in events (-1 for an aborted task) while an
 	// answer is read in; it is kept between answers only to reuse its memory.
 	index map[string]int
@@ -32,18 +34,20 @@ func newCandidates(maxLen int, ttl time.Duration) *candidates {
 	return &candidates{max: maxLen, ttl: ttl, events: make([]manager.Event, 0, maxLen), index: make(map[string]int, maxLen)}
 }
 
-// offer replaces the candidates with the runnable events of an answer received at now. Abort events
+// offer replaces the candidates with the runnable events of an answer to delegate received at
+// now. Abort events
 // go to abort and withdraw the candidate they name. Events of unsupported types, repeated events and
 // those beyond max are left out. It returns how many runnable events were left out for want of
 // room. Its cost is one map look-up per event until the set is full, then one field test per
 // event, whatever the answer's length.
-func (c *candidates) offer(events []manager.Event, now time.Time, supports func(string) bool, abort func(string)) (overflow int) {
+func (c *candidates) offer(delegate string, events []manager.Event, now time.Time, supports func(string) bool, abort func(string)) (overflow int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	clear(c.events)
 	c.events = c.events[:0]
 	c.next = 0
 	c.listedAt = now
+	c.delegate = delegate
 	clear(c.index)
 	for _, ev := range events {
 		if ev.Abort {
@@ -68,23 +72,24 @@ func (c *candidates) offer(events []manager.Event, now time.Time, supports func(
 	return overflow
 }
 
-// take returns the next candidate, or false when there is none left or the set has grown stale.
-func (c *candidates) take(now time.Time) (manager.Event, bool) {
+// take returns the next candidate and the delegate id to acquire it as, or false when there is
+// none left or the set has grown stale.
+func (c *candidates) take(now time.Time) (ev manager.Event, delegate string, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if now.Sub(c.listedAt) > c.ttl {
 		c.dropLocked()
-		return manager.Event{}, false
+		return manager.Event{}, "", false
 	}
 	for c.next < len(c.events) {
 		ev := c.events[c.next]
 		c.events[c.next] = manager.Event{}
 		c.next++
 		if ev.TaskID != "" {
-			return ev, true
+			return ev, c.delegate, true
 		}
 	}
-	return manager.Event{}, false
+	return manager.Event{}, "", false
 }
 
 // len returns how many candidates are left, stale ones included.

@@ -211,7 +211,7 @@ func (p *Poller) Run(ctx, hardStop context.Context) error {
 			}
 			continue
 		}
-		p.spawn(ctx, hardStop, &walkers, delegateID)
+		p.spawn(ctx, hardStop, &walkers)
 
 		now := time.Now()
 		if !failing && p.more() {
@@ -237,7 +237,7 @@ func (p *Poller) Run(ctx, hardStop context.Context) error {
 			failures.Reset()
 			failing = false
 			p.started.Store(0)
-			if overflow := p.cands.offer(events, now, p.opts.Supports, p.abort); overflow > 0 {
+			if overflow := p.cands.offer(delegateID, events, now, p.opts.Supports, p.abort); overflow > 0 {
 				p.logger.Debug("more task events than candidates; the rest wait for a later poll", "left", overflow)
 			}
 			nextPoll = now.Add(retry.Jitter(p.opts.Interval, 0.1))
@@ -256,7 +256,7 @@ func (p *Poller) Run(ctx, hardStop context.Context) error {
 		case <-answered:
 			woken := latest(time.Now(), lastPoll.Add(p.opts.Interval), holdUntil)
 			if woken.Before(nextPoll) {
-				p.logger.Info("manager answered; polling again before the end of the backoff")
+				p.logger.Debug("manager answered; polling again before the end of the backoff")
 				nextPoll = woken
 			}
 		case <-ctx.Done():
@@ -284,7 +284,7 @@ func (p *Poller) more() bool {
 
 // spawn starts walkers for the candidates, each with a slot reserved for it, as long as there are
 // candidates, free slots and room under AcquireConcurrency.
-func (p *Poller) spawn(ctx, hardStop context.Context, walkers *sync.WaitGroup, delegateID string) {
+func (p *Poller) spawn(ctx, hardStop context.Context, walkers *sync.WaitGroup) {
 	n := min(p.cands.len(), p.opts.AcquireConcurrency-int(p.walking.Load()))
 	if n <= 0 {
 		return
@@ -294,17 +294,19 @@ func (p *Poller) spawn(ctx, hardStop context.Context, walkers *sync.WaitGroup, d
 	for range reserved {
 		walkers.Go(func() {
 			defer p.walking.Add(-1)
-			p.walk(ctx, hardStop, delegateID)
+			p.walk(ctx, hardStop)
 		})
 	}
 }
 
 // walk holds one reserved slot and acquires candidates into it until one is granted (a task
 // another runner won costs a request, not a slot), then reserves another slot and goes on while
-// candidates are left. It gives back the slot it holds when it stops.
-func (p *Poller) walk(ctx, hardStop context.Context, delegateID string) {
+// candidates are left. It gives back the slot it holds when it stops. Each candidate is acquired
+// as the delegate whose answer listed it, so a walker that outlives a registration does not ask
+// for the new registration's tasks under the old one.
+func (p *Poller) walk(ctx, hardStop context.Context) {
 	for {
-		ev, ok := p.cands.take(time.Now())
+		ev, delegateID, ok := p.cands.take(time.Now())
 		if !ok || ctx.Err() != nil || hardStop.Err() != nil {
 			p.opts.Slots.Release()
 			if !ok {
