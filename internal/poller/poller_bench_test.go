@@ -99,17 +99,20 @@ func benchBacklog(b *testing.B, events, slots int) {
 	b.ReportAllocs()
 	ts.n = int64(b.N)
 	ctx, cancel := context.WithCancel(context.Background())
+	cpu := cpuTime()
 	b.ResetTimer()
 	ran := make(chan struct{})
 	go func() { defer close(ran); _ = p.Run(ctx, ctx) }()
 	<-ts.done
 	b.StopTimer()
+	cpu = cpuTime() - cpu
 	cancel()
 	<-ran
 	if err := slotPool.Wait(context.Background()); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/task")
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/task")
 }
 
 // BenchmarkBacklog128Events16Slots takes tasks from a queue whose answers list 128 events.
