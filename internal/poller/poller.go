@@ -179,8 +179,9 @@ func (p *Poller) ManagerAnswered() {
 //
 // Cancelling ctx stops polling and the taking of candidates at once. An acquire already sent is
 // tried until the manager answers it for certain, granted (its task is then started), taken by
-// another runner or gone, since a manager that granted it hands the task to nobody else: only the
-// end of hardStop abandons it. The manager then takes the task back once it finds this runner gone.
+// another runner or gone, since a manager that granted it hands the task to nobody else. The end
+// of hardStop ends the tries: the one in flight still gets its answer (within CallTimeout), and no
+// other is made; the manager takes back a task it granted once it finds this runner gone.
 func (p *Poller) Run(ctx, hardStop context.Context) error {
 	var walkers sync.WaitGroup
 	defer walkers.Wait()
@@ -364,7 +365,9 @@ func (p *Poller) acquire(hardStop context.Context, delegateID string, ev manager
 	var task *manager.Task
 	began, warned := time.Now(), false
 	err := retry.Until(hardStop, p.opts.AcquireBackoff, func(ctx context.Context) error {
-		callCtx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
+		// The try in flight gets its answer even at a hard stop: a task the manager grants now is
+		// still started, and then reported as cancelled by the shutdown, rather than left granted.
+		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opts.CallTimeout)
 		defer cancel()
 		var err error
 		task, err = p.opts.Source.Acquire(callCtx, delegateID, ev.TaskID)
