@@ -4,11 +4,13 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/dlite-dev/dlite/errs"
 	"github.com/dlite-dev/dlite/internal/manager"
 	"github.com/dlite-dev/dlite/internal/poller"
 	"github.com/dlite-dev/dlite/internal/pool"
@@ -112,4 +114,75 @@ func TestStaleCandidatesAreDropped(t *testing.T) {
 	tb.finishAll()
 	require.Eventually(t, func() bool { return slices.Contains(l.log(), "b") }, 10*time.Second, time.Millisecond)
 	require.Equal(t, []string{"poll", "a", "poll", "b"}, l.log())
+}
+
+// switching is a session whose delegate id the test changes, as a registration again does.
+type switching struct{ id atomic.Value }
+
+func (s *switching) WaitActive(context.Context) (string, error) { return s.id.Load().(string), nil }
+func (s *switching) Stale(string, string)                       {}
+
+// perDelegate lists tasks named after the delegate that polls; the first acquire waits for the
+// test and is refused, the others are granted. It records "delegate/task" per acquire.
+type perDelegate struct {
+	release  chan struct{}
+	mu       sync.Mutex
+	polled   map[string]int
+	acquires []string
+}
+
+func (pd *perDelegate) Poll(_ context.Context, delegateID string) ([]manager.Event, error) {
+	pd.mu.Lock()
+	defer pd.mu.Unlock()
+	pd.polled[delegateID]++
+	return events("SHELL_SCRIPT_TASK", delegateID+"-task-1", delegateID+"-task-2"), nil
+}
+
+func (pd *perDelegate) Acquire(ctx context.Context, delegateID, taskID string) (*manager.Task, error) {
+	pd.mu.Lock()
+	pd.acquires = append(pd.acquires, delegateID+"/"+taskID)
+	first := len(pd.acquires) == 1
+	pd.mu.Unlock()
+	if first {
+		select {
+		case <-pd.release:
+		case <-ctx.Done():
+		}
+		return nil, errs.ErrAcquireConflict
+	}
+	return &manager.Task{Envelope: tasks.Envelope{ID: taskID, Type: "SHELL_SCRIPT_TASK"}}, nil
+}
+
+func (pd *perDelegate) polls(delegateID string) int {
+	pd.mu.Lock()
+	defer pd.mu.Unlock()
+	return pd.polled[delegateID]
+}
+
+// A walker that outlives a registration acquires the events listed for the new one as the new
+// one.
+func TestCandidatesAreAcquiredAsTheDelegateTheyWereListedFor(t *testing.T) {
+	t.Parallel()
+	pd := &perDelegate{release: make(chan struct{}), polled: map[string]int{}}
+	sess := &switching{}
+	sess.id.Store("d-1")
+	slots := pool.New(1)
+	tb := newTable(slots)
+	p := poller.New(poller.Options{
+		Source: pd, Slots: slots, Tasks: tb, Session: sess, Admitter: admitAll{},
+		Supports: func(string) bool { return true }, Interval: time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx, ctx) }()
+	t.Cleanup(func() { cancel(); <-done; tb.finishAll(); _ = slots.Wait(context.Background()) })
+
+	require.Eventually(t, func() bool { pd.mu.Lock(); defer pd.mu.Unlock(); return len(pd.acquires) == 1 }, 10*time.Second, time.Millisecond)
+	sess.id.Store("d-2")
+	require.Eventually(t, func() bool { return pd.polls("d-2") > 0 }, 10*time.Second, time.Millisecond)
+	close(pd.release)
+	require.Eventually(t, func() bool { n, _ := tb.count(); return n == 1 }, 10*time.Second, time.Millisecond)
+	pd.mu.Lock()
+	defer pd.mu.Unlock()
+	require.Equal(t, []string{"d-1/d-1-task-1", "d-2/d-2-task-1"}, pd.acquires)
 }
