@@ -31,7 +31,9 @@ type candidates struct {
 }
 
 func newCandidates(maxLen int, ttl time.Duration) *candidates {
-	return &candidates{max: maxLen, ttl: ttl, events: make([]manager.Event, 0, maxLen), index: make(map[string]int, maxLen)}
+	// The set grows with the answers rather than to max at once: max is a bound, and most answers
+	// list far fewer.
+	return &candidates{max: maxLen, ttl: ttl, index: map[string]int{}}
 }
 
 // offer replaces the candidates with the runnable events of an answer to delegate received at

@@ -78,7 +78,7 @@ type Options struct {
 	// An answer from the manager to another call (ManagerAnswered) ends it early.
 	Backoff retry.Policy
 	// MaxCandidates bounds the task events of one answer kept for slots that free before the next
-	// poll, and so the acquires one answer can lead to. Default CandidatesPerSlot times the slots.
+	// poll. Default CandidatesPerSlot times the slots.
 	MaxCandidates int
 	// CandidateTTL is how long the events of an answer stay candidates when no newer answer
 	// replaces them (while polls fail, say). Default three intervals, at least 1s.
@@ -97,9 +97,17 @@ type Options struct {
 	Logger      *slog.Logger
 }
 
-// CandidatesPerSlot is the default bound of the candidates per slot: a few per slot keep the
-// slots busy between polls without holding a long list that goes stale.
-const CandidatesPerSlot = 4
+// CandidatesPerSlot is the default bound of the candidates per slot. An answer costs the runner
+// time in proportion to its length, which is the manager's whole queue, so one answer should feed
+// many tasks when tasks are short; stale candidates cost little, since RefusedPerSlot bounds the
+// acquires wasted on them.
+const CandidatesPerSlot = 16
+
+// RefusedPerSlot bounds the acquires refused in a row (the task was taken by another runner, or is
+// gone), per slot, after which the candidates are taken for stale and dropped until the next
+// answer: a runner trailing others through a long list does not keep asking for what they took,
+// with its slots held by the asking.
+const RefusedPerSlot = 4
 
 // Poller fetches and acquires tasks.
 type Poller struct {
@@ -107,9 +115,10 @@ type Poller struct {
 	logger *slog.Logger
 	cands  *candidates
 	// walking counts the goroutines acquiring candidates; started counts the tasks they started
-	// since the latest answer.
+	// since the latest answer; refused the acquires refused in a row.
 	walking atomic.Int64
 	started atomic.Int64
+	refused atomic.Int64
 	// drained hears from a walker that found no candidate left; answered from ManagerAnswered.
 	drained  chan struct{}
 	answered chan struct{}
@@ -238,6 +247,7 @@ func (p *Poller) Run(ctx, hardStop context.Context) error {
 			failures.Reset()
 			failing = false
 			p.started.Store(0)
+			p.refused.Store(0)
 			if overflow := p.cands.offer(delegateID, events, now, p.opts.Supports, p.abort); overflow > 0 {
 				p.logger.Debug("more task events than candidates; the rest wait for a later poll", "left", overflow)
 			}
@@ -318,9 +328,17 @@ func (p *Poller) walk(ctx, hardStop context.Context) {
 			}
 			return
 		}
-		if !p.acquire(hardStop, delegateID, ev) {
+		switch p.acquire(hardStop, delegateID, ev) {
+		case skipped:
+			continue
+		case refused:
+			if p.refused.Add(1) == int64(RefusedPerSlot*max(p.opts.Slots.Size(), 1)) {
+				p.logger.Debug("acquires refused in a row; dropping the candidates until the next answer", "refused", p.refused.Load())
+				p.cands.drop()
+			}
 			continue
 		}
+		p.refused.Store(0)
 		p.started.Add(1)
 		if ctx.Err() != nil || p.cands.len() == 0 {
 			return
@@ -352,10 +370,23 @@ func (p *Poller) abort(taskID string) {
 	}
 }
 
-// acquire claims, acquires and starts one task; true means the task now runs in the caller's slot.
-func (p *Poller) acquire(hardStop context.Context, delegateID string, ev manager.Event) bool {
+// outcome is how one candidate's acquire ended.
+type outcome int
+
+const (
+	// started: the task runs in the caller's slot.
+	started outcome = iota
+	// skipped: no answer from the manager was needed or could be had (the task is claimed here
+	// already, or a hard stop came first).
+	skipped
+	// refused: the manager gave the task to another runner, or does not know it.
+	refused
+)
+
+// acquire claims, acquires and starts one task.
+func (p *Poller) acquire(hardStop context.Context, delegateID string, ev manager.Event) outcome {
 	if !p.opts.Tasks.Claim(ev.TaskID) {
-		return false
+		return skipped
 	}
 	// An acquire that reached the manager may have given us the task even when its answer was
 	// lost, and the manager hands it to nobody else while it takes this runner for alive: the
@@ -395,10 +426,11 @@ func (p *Poller) acquire(hardStop context.Context, delegateID string, ev manager
 		case hardStop.Err() != nil:
 			p.logger.Warn("acquire abandoned by a hard stop before the manager answered it; the manager takes the task back once it finds this runner gone",
 				"task_id", ev.TaskID)
+			return skipped
 		default:
 			p.logger.Warn("acquire failed", "task_id", ev.TaskID, "err", err)
 		}
-		return false
+		return refused
 	}
 	if warned {
 		p.logger.Info("manager answered an acquire at last", "task_id", ev.TaskID, "after", time.Since(began).Round(time.Millisecond))
@@ -409,9 +441,9 @@ func (p *Poller) acquire(hardStop context.Context, delegateID string, ev manager
 		p.opts.Tasks.Unclaim(ev.TaskID)
 		if !p.opts.Tasks.Claim(task.ID) {
 			// Already running here: answering it twice would be worse than not at all.
-			return false
+			return skipped
 		}
 	}
 	p.opts.Tasks.Start(task, delegateID)
-	return true
+	return started
 }
