@@ -11,6 +11,7 @@ import (
 	"github.com/dlite-dev/dlite/errs"
 	"github.com/dlite-dev/dlite/internal/admission"
 	"github.com/dlite-dev/dlite/internal/config"
+	"github.com/dlite-dev/dlite/internal/contact"
 	"github.com/dlite-dev/dlite/internal/dispatch"
 	"github.com/dlite-dev/dlite/internal/executor"
 	"github.com/dlite-dev/dlite/internal/harness"
@@ -55,6 +56,7 @@ type runtime struct {
 var runtimeSet = wire.NewSet(
 	provideManagerOptions,
 	provideHarness,
+	contact.ProviderSet,
 	provideManager,
 	provideDispatcher,
 	provideRecorderOptions,
@@ -98,9 +100,10 @@ func provideHarness(opts harness.Options) (*harness.Client, func(), error) {
 	return c, c.CloseIdleConnections, nil
 }
 
-// provideManager is the manager as the runtime talks to it: the client, with every call timed.
-func provideManager(c *harness.Client, rec *telemetry.Recorder) manager.Manager {
-	return rec.InstrumentManager(c)
+// provideManager is the manager as the runtime talks to it: the client, with every call timed,
+// raising sig whenever the manager answers.
+func provideManager(c *harness.Client, rec *telemetry.Recorder, sig *contact.Signal) manager.Manager {
+	return contact.Watch(rec.InstrumentManager(c), sig)
 }
 
 func provideRecorderOptions(d *dispatch.Dispatcher) telemetry.RecorderOptions {
@@ -176,9 +179,14 @@ func provideSpool(cfg *config.Config, logger *slog.Logger) (*spool.Spool, func()
 	return sp, func() { _ = sp.Close() }, nil
 }
 
-func provideReporter(cfg *config.Config, mgr manager.Manager, sp *spool.Spool, rec *telemetry.Recorder, logger *slog.Logger) *reporter.Reporter {
-	return reporter.New(reporter.Options{Sender: mgr, Spool: sp, TTL: cfg.ResultTTL, SyncDelay: cfg.SpoolSyncDelay,
+// provideReporter makes the reporter; results that wait after failed deliveries are tried again
+// as soon as the manager answers any call.
+func provideReporter(cfg *config.Config, mgr manager.Manager, sp *spool.Spool, rec *telemetry.Recorder, sig *contact.Signal,
+	logger *slog.Logger) *reporter.Reporter {
+	r := reporter.New(reporter.Options{Sender: mgr, Spool: sp, TTL: cfg.ResultTTL, SyncDelay: cfg.SpoolSyncDelay,
 		Logger: logger, OnDone: rec.ResultDone})
+	sig.Listen(r.ManagerAnswered)
+	return r
 }
 
 func provideExecutor(d *dispatch.Dispatcher, p *pool.Pool, r *reporter.Reporter, rec *telemetry.Recorder, logger *slog.Logger) *executor.Executor {
@@ -206,34 +214,23 @@ func provideAdmission(cfg *config.Config, logger *slog.Logger) *admission.Contro
 	})
 }
 
+// providePoller makes the poller; a poller backing off after failed polls polls again as soon as
+// the manager answers any call.
 func providePoller(cfg *config.Config, mgr manager.Manager, p *pool.Pool, x *executor.Executor, s *session.Session,
-	a *admission.Controller, d *dispatch.Dispatcher, rec *telemetry.Recorder, r *reporter.Reporter, logger *slog.Logger) *poller.Poller {
-	return poller.New(poller.Options{
+	a *admission.Controller, d *dispatch.Dispatcher, rec *telemetry.Recorder, sig *contact.Signal, logger *slog.Logger) *poller.Poller {
+	pl := poller.New(poller.Options{
 		Source:   mgr,
 		Slots:    p,
 		Tasks:    x,
 		Session:  s,
 		Admitter: rec.InstrumentAdmitter(a),
-		Observer: pollObserver{Recorder: rec, reporter: r},
+		Observer: rec,
 		Supports: d.Supports,
 		Interval: cfg.PollInterval,
 		Logger:   logger,
 	})
-}
-
-// pollObserver counts polls and acquires, and tells the reporter when the manager answers a
-// poll: results that wait after failed deliveries are then tried again at once, instead of at the
-// end of a backoff that grew during an outage.
-type pollObserver struct {
-	*telemetry.Recorder
-	reporter *reporter.Reporter
-}
-
-func (o pollObserver) Polled(events int, err error) {
-	o.Recorder.Polled(events, err)
-	if err == nil {
-		o.reporter.ManagerAnswered()
-	}
+	sig.Listen(pl.ManagerAnswered)
+	return pl
 }
 
 func provideRunner(s *session.Session, p *poller.Poller, x *executor.Executor, r *reporter.Reporter,

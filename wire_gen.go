@@ -8,6 +8,7 @@ package dlite
 
 import (
 	"github.com/dlite-dev/dlite/internal/config"
+	"github.com/dlite-dev/dlite/internal/contact"
 	"github.com/dlite-dev/dlite/internal/telemetry"
 	"log/slog"
 )
@@ -42,7 +43,8 @@ func assemble(cfg *config.Config, h handlers, logger *slog.Logger) (*runtime, fu
 	}
 	recorderOptions := provideRecorderOptions(dispatcher)
 	recorder := telemetry.NewRecorder(recorderOptions)
-	manager := provideManager(client, recorder)
+	signal := contact.NewSignal()
+	manager := provideManager(client, recorder, signal)
 	identity := provideIdentity(cfg, dispatcher)
 	pool := providePool(cfg)
 	spool, cleanup3, err := provideSpool(cfg, logger)
@@ -51,11 +53,11 @@ func assemble(cfg *config.Config, h handlers, logger *slog.Logger) (*runtime, fu
 		cleanup()
 		return nil, nil, err
 	}
-	reporter := provideReporter(cfg, manager, spool, recorder, logger)
+	reporter := provideReporter(cfg, manager, spool, recorder, signal, logger)
 	executor := provideExecutor(dispatcher, pool, reporter, recorder, logger)
 	session := provideSession(cfg, manager, identity, executor, logger)
 	controller := provideAdmission(cfg, logger)
-	poller := providePoller(cfg, manager, pool, executor, session, controller, dispatcher, recorder, reporter, logger)
+	poller := providePoller(cfg, manager, pool, executor, session, controller, dispatcher, recorder, signal, logger)
 	runner := provideRunner(session, poller, executor, reporter, controller, logger)
 	monitorOptions := provideMonitorOptions(cfg, recorder, runner, session, pool, spool, reporter, controller, identity)
 	monitor, err := telemetry.NewMonitor(monitorOptions)

@@ -109,8 +109,11 @@ type Server struct {
 	mu            sync.Mutex
 	delegates     map[string]*delegate
 	delegateOrder []*delegate
-	tasks         map[string]*task
-	taskOrder     []*task
+	// forgotten holds the delegates ForgetDelegates dropped: unknown to every call, but still the
+	// holders of the tasks they acquired, until those go back to the queue.
+	forgotten map[string]*delegate
+	tasks     map[string]*task
+	taskOrder []*task
 	// pins maps a CI stage to the delegate its initialize task's answer named.
 	pins   map[string]string
 	faults Faults
@@ -148,6 +151,7 @@ func New(opts Options) (*Server, error) {
 		maxEvents:       opts.MaxEventsPerPoll,
 		rng:             newLockedRand(),
 		delegates:       map[string]*delegate{},
+		forgotten:       map[string]*delegate{},
 		tasks:           map[string]*task{},
 		pins:            map[string]string{},
 		changed:         make(chan struct{}),
@@ -313,6 +317,23 @@ func (s *Server) DeleteDelegate(id string) error {
 		s.notifyLocked()
 	}
 	return nil
+}
+
+// ForgetDelegates makes the server forget every registered delegate, as a manager that restarts
+// without its registrations does, while its tasks stay: a forgotten delegate's heartbeats are
+// answered without a delegate, and its polls and acquires 404, so it must register again (and gets
+// a new id, whatever its delegateRandomToken). The tasks it acquired and did not answer stay its
+// own, so a result it still sends is taken, until DelegateTimeout after it was last seen, when
+// they go back to the queue as a lost delegate's do; with no DelegateTimeout they stay acquired.
+// Delegates still lists the forgotten delegates.
+func (s *Server) ForgetDelegates() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, d := range s.delegates {
+		s.forgotten[id] = d
+		delete(s.delegates, id)
+	}
+	s.notifyLocked()
 }
 
 // SetFaults replaces the faults injected into the manager endpoints (the admin endpoints are never

@@ -85,7 +85,7 @@ func (s *Server) reapLocked(now time.Time) {
 		if t.state != StateAcquired {
 			continue
 		}
-		if d, ok := s.delegates[t.acquiredBy]; ok && s.lost(d, now) {
+		if d, ok := s.holder(t); ok && s.lost(d, now) {
 			s.log.Info("delegate lost, task back in the queue",
 				"delegate", d.id, "task", t.id, "last_seen", d.lastSeen)
 			t.state = StateQueued
@@ -96,6 +96,15 @@ func (s *Server) reapLocked(now time.Time) {
 	if changed {
 		s.notifyLocked()
 	}
+}
+
+// holder returns the delegate that acquired t, known or forgotten.
+func (s *Server) holder(t *task) (*delegate, bool) {
+	if d, ok := s.delegates[t.acquiredBy]; ok {
+		return d, true
+	}
+	d, ok := s.forgotten[t.acquiredBy]
+	return d, ok
 }
 
 // register records a registration and returns the delegate's id. A runner process that registers
@@ -140,7 +149,7 @@ func (s *Server) register(p managerapi.DelegateParams) string {
 func (s *Server) knownLocked(p managerapi.DelegateParams) *delegate {
 	token, host := deref(p.DelegateRandomToken), deref(p.HostName)
 	for _, d := range s.delegateOrder {
-		if d.status != adminapi.DelegateStatusDELETED && token != "" && d.token == token {
+		if s.delegates[d.id] == d && d.status != adminapi.DelegateStatusDELETED && token != "" && d.token == token {
 			return d
 		}
 	}
@@ -148,7 +157,7 @@ func (s *Server) knownLocked(p managerapi.DelegateParams) *delegate {
 		return nil
 	}
 	for _, d := range s.delegateOrder {
-		if d.status != adminapi.DelegateStatusDELETED && d.hostName == host && d.name == deref(p.DelegateName) &&
+		if s.delegates[d.id] == d && d.status != adminapi.DelegateStatusDELETED && d.hostName == host && d.name == deref(p.DelegateName) &&
 			d.typ == deref(p.DelegateType) && d.ng == deref(p.Ng) {
 			return d
 		}

@@ -1,8 +1,10 @@
 // Command dlite-chaos runs the chaos suite: real dlite runner processes against a mock manager
 // that fails, resets and loses calls, with one runner killed and restarted midway. It prints what
-// it found and exits 1 unless no task was lost and none was executed twice.
+// it found and exits 1 unless no task was lost and none was executed twice. Flags add scenarios:
+// acquire answers lost for a while, a manager that restarts having forgotten every runner.
 //
 //	dlite-chaos -tasks 2000 -binary bin/dlite
+//	dlite-chaos -tasks 300 -lose-acquires-for 65s -restart-at 0.6
 package main
 
 import (
@@ -45,6 +47,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&cfg.LostAnswers, "lost-answers", 0.02, "share of manager calls acted on whose answer is lost (0: none)")
 	fs.DurationVar(&cfg.DelegateTimeout, "delegate-timeout", 8*time.Second, "how long the manager waits for a silent delegate before re-queueing its tasks")
 	fs.Float64Var(&cfg.KillAt, "kill-at", 0.5, "share of tasks submitted when the first runner is killed (0: no kill)")
+	fs.DurationVar(&cfg.LoseAcquiresFor, "lose-acquires-for", 0, "lose every acquire answer for this long (0: never)")
+	fs.Float64Var(&cfg.LoseAcquiresAt, "lose-acquires-at", 0.3, "share of tasks submitted when acquire answers start being lost")
+	fs.Float64Var(&cfg.RestartAt, "restart-at", 0, "share of tasks submitted when the manager restarts, forgetting every runner (0: no restart)")
+	fs.DurationVar(&cfg.RestartDown, "restart-down", 3*time.Second, "how long the restarting manager is unreachable")
 	fs.DurationVar(&cfg.Deadline, "deadline", 5*time.Minute, "bound of the whole run")
 	fs.IntVar(&cfg.SubmitRate, "rate", 150, "tasks submitted per second")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "the runners' log level (their logs are kept in the work directory)")

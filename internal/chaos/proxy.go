@@ -72,6 +72,9 @@ const (
 	// Echo answers each call 500 with a body that repeats the request's headers, as a broken
 	// proxy or manager might: what the runner makes of the answer must not repeat its credentials.
 	Echo
+	// Lose forwards each call and drops its answer: the manager acts on every call, and the
+	// runner hears of none.
+	Lose
 )
 
 // Rewrite may replace the body of a forwarded 2xx answer before the runner sees it.
@@ -347,6 +350,9 @@ func (p *Proxy) handle(w http.ResponseWriter, r *http.Request) {
 	lose := p.lostAnswers > 0 && p.rng.Float64() < p.lostAnswers
 	if mode == Pass && p.loseNext[op] > 0 {
 		p.loseNext[op]--
+		lose = true
+	}
+	if mode == Lose {
 		lose = true
 	}
 	p.mu.Unlock()

@@ -116,6 +116,33 @@ func TestProxyFaults(t *testing.T) {
 	require.Len(t, p.Calls(chaos.OpPoll), 5)
 }
 
+// In Lose mode every call reaches the manager and no answer reaches the caller, until Pass.
+func TestLoseModeDropsEveryAnswer(t *testing.T) {
+	t.Parallel()
+	up, reached := upstream(t)
+	p, err := chaos.NewProxy(up.URL)
+	require.NoError(t, err)
+	t.Cleanup(p.Close)
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	acquire := p.URL() + "/api/agent/v2/delegates/d-1/tasks/t-1/acquire"
+
+	p.SetMode(chaos.Lose, chaos.OpAcquire)
+	for range 3 {
+		_, _, err = get(t, c, acquire)
+		require.Error(t, err, "the answer is lost")
+	}
+	resp, _, err := get(t, c, p.URL()+"/api/agent/delegates/d-1/task-events")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "other calls pass")
+	require.Equal(t, int64(4), reached.Load(), "every call reached the manager")
+
+	p.SetMode(chaos.Pass, chaos.OpAcquire)
+	resp, _, err = get(t, c, acquire)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, 3, p.Counts().Lost[chaos.OpAcquire])
+}
+
 func TestInjectEvents(t *testing.T) {
 	t.Parallel()
 	out := chaos.InjectEvents([]byte(`{"delegateTaskEvents":[]}`), `{"delegateTaskId":"a"}`, `"junk"`)

@@ -61,6 +61,19 @@ type Config struct {
 	KillAt float64
 	// RestartAfter is how long the killed runner stays down. Default 1s.
 	RestartAfter time.Duration
+	// LoseAcquiresFor, when positive, is how long every acquire answer is lost (the manager grants
+	// or refuses each acquire, and the runner hears nothing) from the moment LoseAcquiresAt of the
+	// tasks are submitted. A runner must keep asking until it hears, however long that takes.
+	LoseAcquiresFor time.Duration
+	// LoseAcquiresAt is the share of tasks submitted when acquire answers start being lost.
+	// Default 0.3.
+	LoseAcquiresAt float64
+	// RestartAt, when positive, is the share of tasks submitted when the manager restarts empty
+	// (or, if later, the moment every runner has registered): it is unreachable for RestartDown,
+	// then comes back having forgotten every delegate (its tasks stay). Default 0: no restart.
+	RestartAt float64
+	// RestartDown is how long the restarting manager is unreachable. Default 3s.
+	RestartDown time.Duration
 	// Deadline bounds the whole run. Default 5m.
 	Deadline time.Duration
 	// LogLevel is the runners' DLITE_LOG_LEVEL. Default info.
@@ -82,6 +95,8 @@ func (c *Config) defaults() error {
 	setFloat(&c.ResetRate, 0.1)
 	setFloat(&c.LostAnswers, 0.02)
 	setFloat(&c.KillAt, 0.5)
+	setFloat(&c.LoseAcquiresAt, 0.3)
+	setDuration(&c.RestartDown, 3*time.Second)
 	setDuration(&c.MaxSleep, 200*time.Millisecond)
 	setDuration(&c.MaxLatency, 100*time.Millisecond)
 	setDuration(&c.DelegateTimeout, 8*time.Second)
@@ -153,6 +168,8 @@ type Report struct {
 	Conflicts int
 	// Kills and Starts count the SIGKILLs sent and the runner processes started.
 	Kills, Starts int
+	// Restarts counts the times the manager restarted empty.
+	Restarts int
 	// Registrations counts the delegates the manager saw register.
 	Registrations int
 	// LostLogLines counts runner log lines that declare a result lost.
@@ -188,6 +205,12 @@ func (r *Report) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "chaos: %d runners x %d workers; faults: %.0f%% 503, %.0f%% resets, %s, %.0f%% lost answers; delegate timeout %s; %s\n",
 		c.Runners, c.Workers, c.ErrorRate*100, c.ResetRate*100, latency, c.LostAnswers*100, c.DelegateTimeout, kill)
+	if c.LoseAcquiresFor > 0 {
+		fmt.Fprintf(w, "  every acquire answer lost for %s from %.0f%% of the tasks\n", c.LoseAcquiresFor, c.LoseAcquiresAt*100)
+	}
+	if c.RestartAt > 0 {
+		fmt.Fprintf(w, "  manager down %s at %.0f%% of the tasks, then back having forgotten every delegate\n", c.RestartDown, c.RestartAt*100)
+	}
 	fmt.Fprintf(w, "  tasks submitted                        %6d (%d SHELL_SCRIPT_TASK)\n", r.Submitted, r.Shell)
 	fmt.Fprintf(w, "  tasks with exactly one result          %6d\n", r.ExactlyOnce)
 	fmt.Fprintf(w, "  duplicates (more than one result)      %6d\n", r.Duplicates)
@@ -198,6 +221,7 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "  tasks re-queued after a lost holder    %6d\n", r.Requeued)
 	fmt.Fprintf(w, "  acquire conflicts                      %6d\n", r.Conflicts)
 	fmt.Fprintf(w, "  runner starts / SIGKILLs               %6d / %d\n", r.Starts, r.Kills)
+	fmt.Fprintf(w, "  manager restarts (empty)               %6d\n", r.Restarts)
 	fmt.Fprintf(w, "  delegate registrations                 %6d\n", r.Registrations)
 	fmt.Fprintf(w, "  runner log lines declaring a loss      %6d\n", r.LostLogLines)
 	fmt.Fprintf(w, "  data races reported                    %6d\n", r.RaceReports)
@@ -254,10 +278,13 @@ type run struct {
 	live   []*Process // the current process of each runner slot
 	starts []int      // how often each slot was started
 	kills  int
+	// restarts counts the manager's restarts.
+	restarts int
 }
 
 // Run runs the suite: a mock manager with faults behind a Proxy, Config.Runners dlite processes
-// taking Config.Tasks tasks from it, one of them killed with SIGKILL and restarted midway. It
+// taking Config.Tasks tasks from it, one of them killed with SIGKILL and restarted midway, and,
+// when configured, every acquire answer lost for a while or the manager restarting empty. It
 // returns the figures; err is only for a run that could not be set up. ctx cancels the run early
 // (its figures are then reported as far as they go).
 func Run(ctx context.Context, cfg Config) (*Report, error) {
@@ -324,6 +351,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// delivery in flight, say) reaches the manager and is counted.
 	_ = mm.SetFaults(mockmanager.Faults{})
 	r.proxy.SetLostAnswers(0)
+	r.proxy.SetMode(Pass)
 	for _, e := range r.stopAll(20 * time.Second) {
 		rep.StopErrors = append(rep.StopErrors, e.Error())
 	}
@@ -384,6 +412,51 @@ func (r *run) kill(ctx context.Context, slot int) error {
 	return r.start(slot)
 }
 
+// loseAcquires drops every acquire answer for LoseAcquiresFor (or until ctx ends).
+func (r *run) loseAcquires(ctx context.Context) {
+	r.proxy.SetMode(Lose, OpAcquire)
+	fmt.Fprintf(r.cfg.Progress, "chaos: losing every acquire answer for %s\n", r.cfg.LoseAcquiresFor)
+	t := time.NewTimer(r.cfg.LoseAcquiresFor)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	r.proxy.SetMode(Pass, OpAcquire)
+	fmt.Fprintf(r.cfg.Progress, "chaos: acquire answers get through again\n")
+}
+
+// restartEmpty takes the manager away for RestartDown and brings it back having forgotten every
+// delegate, as a manager restarted without its registrations.
+func (r *run) restartEmpty(ctx context.Context) error {
+	// A restart before the runners registered would find nothing to forget.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for len(r.mm.Delegates()) < r.cfg.Runners {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	r.proxy.Down()
+	fmt.Fprintf(r.cfg.Progress, "chaos: manager down for %s; it comes back having forgotten every runner\n", r.cfg.RestartDown)
+	t := time.NewTimer(r.cfg.RestartDown)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	r.mm.ForgetDelegates()
+	r.mu.Lock()
+	r.restarts++
+	r.mu.Unlock()
+	if err := r.proxy.Up(); err != nil {
+		return fmt.Errorf("restart the manager: %w", err)
+	}
+	return nil
+}
+
 func (r *run) stopAll(timeout time.Duration) []error {
 	r.mu.Lock()
 	live := slices.Clone(r.live)
@@ -404,9 +477,15 @@ func (r *run) stopAll(timeout time.Duration) []error {
 // It returns the ids of the tasks and, once the killed runner is up again, how the kill went.
 func (r *run) submit(ctx context.Context, rep *Report) (ids []string, killErr error) {
 	rng := mathrand.New(mathrand.NewPCG(uint64(time.Now().UnixNano()), 0x5eed))
-	killAt := -1
-	if r.cfg.KillAt > 0 {
-		killAt = int(float64(r.cfg.Tasks) * r.cfg.KillAt)
+	at := func(share float64) int {
+		if share <= 0 {
+			return -1
+		}
+		return int(float64(r.cfg.Tasks) * share)
+	}
+	killAt, restartAt, loseAt := at(r.cfg.KillAt), at(r.cfg.RestartAt), -1
+	if r.cfg.LoseAcquiresFor > 0 {
+		loseAt = at(r.cfg.LoseAcquiresAt)
 	}
 	var killDone sync.WaitGroup
 	defer killDone.Wait()
@@ -418,6 +497,16 @@ func (r *run) submit(ctx context.Context, rep *Report) (ids []string, killErr er
 	for i := range r.cfg.Tasks {
 		if i == killAt {
 			killDone.Go(func() { killErr = r.kill(ctx, 0) })
+		}
+		if i == loseAt {
+			killDone.Go(func() { r.loseAcquires(ctx) })
+		}
+		if i == restartAt {
+			killDone.Go(func() {
+				if err := r.restartEmpty(ctx); err != nil {
+					fmt.Fprintf(r.cfg.Progress, "chaos: %v\n", err)
+				}
+			})
 		}
 		task, shell := r.newTask(rng, i)
 		id, err := r.mm.Enqueue(task)
@@ -505,6 +594,7 @@ func (r *run) tally(rep *Report, ids []string) {
 	r.mu.Lock()
 	procs := slices.Clone(r.procs)
 	rep.Kills = r.kills
+	rep.Restarts = r.restarts
 	r.mu.Unlock()
 	rep.Starts = len(procs)
 	rep.Registrations = len(r.mm.Delegates())

@@ -29,6 +29,8 @@ type Slots interface {
 	Free() int
 	// Freed receives after a slot is released.
 	Freed() <-chan struct{}
+	// Size returns the number of slots.
+	Size() int
 }
 
 // Tasks is the executor's task table.
@@ -68,33 +70,58 @@ type Options struct {
 	Observer Observer
 	// Supports reports whether the runner has a handler for a task type.
 	Supports func(taskType string) bool
-	// Interval is the wait between polls that found nothing to take, jittered by ±10%.
+	// Interval is the wait between polls, jittered by ±10%.
 	Interval time.Duration
-	// CallTimeout bounds one poll or acquire. Default 30s.
+	// CallTimeout bounds one poll or one try of an acquire. Default 30s.
 	CallTimeout time.Duration
 	// Backoff is the wait after a failed poll. Default Interval (at least 100ms) doubling to 30s.
+	// An answer from the manager to another call (ManagerAnswered) ends it early.
 	Backoff retry.Policy
-	// AcquireAttempts bounds the tries of one acquire that fails with retryable errors. Default 30,
-	// which with the default AcquireBackoff spans about the AcquireWindow: an acquire the manager
-	// may have granted is given up only after a long outage, since the manager hands the task to
-	// nobody else meanwhile.
-	AcquireAttempts int
-	// AcquireConcurrency bounds the acquires of one poll in flight at once. Default 32: enough to
-	// keep a manager busy, few enough to reuse a small set of kept-alive connections.
+	// MaxCandidates bounds the task events of one answer kept for slots that free before the next
+	// poll. Default CandidatesPerSlot times the slots.
+	MaxCandidates int
+	// CandidateTTL is how long the events of an answer stay candidates when no newer answer
+	// replaces them (while polls fail, say). Default three intervals, at least 1s.
+	CandidateTTL time.Duration
+	// AcquireConcurrency bounds the acquires in flight at once. Default 32: enough to keep a
+	// manager busy, few enough to reuse a small set of kept-alive connections.
 	AcquireConcurrency int
-	// AcquireWindow bounds the time all tries of one acquire may take. Default 1m.
-	AcquireWindow time.Duration
-	// AcquireBackoff is the wait between tries of one acquire. Default 100ms doubling to 2s.
+	// AcquireBackoff is the wait between tries of one acquire whose outcome is unknown. Default
+	// 100ms doubling to 2s.
 	AcquireBackoff retry.Policy
+	// AcquireWarnAfter is how long an acquire may stay unanswered before the poller says so in a
+	// warning; it goes on trying all the same. Default 1m.
+	AcquireWarnAfter time.Duration
 	// HoldRecheck is how often a runner held back by admission control looks again. Default 1s.
 	HoldRecheck time.Duration
 	Logger      *slog.Logger
 }
 
+// CandidatesPerSlot is the default bound of the candidates per slot. An answer costs the runner
+// time in proportion to its length, which is the manager's whole queue, so one answer should feed
+// many tasks when tasks are short; stale candidates cost little, since RefusedPerSlot bounds the
+// acquires wasted on them.
+const CandidatesPerSlot = 16
+
+// RefusedPerSlot bounds the acquires refused in a row (the task was taken by another runner, or is
+// gone), per slot, after which the candidates are taken for stale and dropped until the next
+// answer: a runner trailing others through a long list does not keep asking for what they took,
+// with its slots held by the asking.
+const RefusedPerSlot = 4
+
 // Poller fetches and acquires tasks.
 type Poller struct {
 	opts   Options
 	logger *slog.Logger
+	cands  *candidates
+	// walking counts the goroutines acquiring candidates; started counts the tasks they started
+	// since the latest answer; refused the acquires refused in a row.
+	walking atomic.Int64
+	started atomic.Int64
+	refused atomic.Int64
+	// drained hears from a walker that found no candidate left; answered from ManagerAnswered.
+	drained  chan struct{}
+	answered chan struct{}
 }
 
 // New returns a Poller.
@@ -108,17 +135,20 @@ func New(opts Options) *Poller {
 	if opts.Backoff.Initial <= 0 {
 		opts.Backoff = retry.Policy{Initial: max(opts.Interval, 100*time.Millisecond), Max: max(opts.Interval, 30*time.Second)}
 	}
-	if opts.AcquireAttempts <= 0 {
-		opts.AcquireAttempts = 30
+	if opts.MaxCandidates <= 0 {
+		opts.MaxCandidates = CandidatesPerSlot * max(opts.Slots.Size(), 1)
+	}
+	if opts.CandidateTTL <= 0 {
+		opts.CandidateTTL = max(3*opts.Interval, time.Second)
 	}
 	if opts.AcquireConcurrency <= 0 {
 		opts.AcquireConcurrency = 32
 	}
-	if opts.AcquireWindow <= 0 {
-		opts.AcquireWindow = time.Minute
-	}
 	if opts.AcquireBackoff.Initial <= 0 {
 		opts.AcquireBackoff = retry.Policy{Initial: 100 * time.Millisecond, Max: 2 * time.Second}
+	}
+	if opts.AcquireWarnAfter <= 0 {
+		opts.AcquireWarnAfter = time.Minute
 	}
 	if opts.HoldRecheck <= 0 {
 		opts.HoldRecheck = time.Second
@@ -126,18 +156,64 @@ func New(opts Options) *Poller {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Poller{opts: opts, logger: opts.Logger}
+	return &Poller{
+		opts:     opts,
+		logger:   opts.Logger,
+		cands:    newCandidates(opts.MaxCandidates, opts.CandidateTTL),
+		drained:  make(chan struct{}, 1),
+		answered: make(chan struct{}, 1),
+	}
 }
 
-// Run polls until ctx ends and returns ctx.Err(). Cancelling ctx stops polling at once; acquires
-// already sent are finished (and their tasks started) so the manager never hands this runner a
-// task it then forgets.
-func (p *Poller) Run(ctx context.Context) error {
+// ManagerAnswered tells the poller that the manager answered a call (a registration, a heartbeat,
+// a delivered result): a poller backing off after failed polls polls again at once, rather than at
+// the end of a backoff that may have grown to 30s during an outage. A Retry-After the manager sent
+// still holds, and a woken poll comes no sooner than one interval after the failed one, so a
+// manager that answers other calls but keeps failing polls is polled no more often than a healthy
+// one. It never blocks.
+func (p *Poller) ManagerAnswered() {
+	select {
+	case p.answered <- struct{}{}:
+	default:
+	}
+}
+
+// Run polls until ctx ends, then waits for the acquires in flight and returns ctx.Err().
+//
+// Each answer is read once: its aborts act at once and its runnable task events become the
+// candidates that free slots acquire, then and as slots free until the next answer, without
+// polling again. Polls go on at the interval for new events and aborts, whether or not a slot is
+// free; when the candidates run out while slots are free and the last answer started work, the
+// poller polls again at once, since the manager may have more.
+//
+// Cancelling ctx stops polling and the taking of candidates at once. An acquire already sent is
+// tried until the manager answers it for certain, granted (its task is then started), taken by
+// another runner or gone, since a manager that granted it hands the task to nobody else. The end
+// of hardStop ends the tries: the one in flight still gets its answer (within CallTimeout), and no
+// other is made; the manager takes back a task it granted once it finds this runner gone.
+func (p *Poller) Run(ctx, hardStop context.Context) error {
+	var walkers sync.WaitGroup
+	defer walkers.Wait()
 	failures := p.opts.Backoff.NewBackOff()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var (
+		delegate string
+		// nextPoll is when the next poll is due; lastPoll when the latest was sent.
+		nextPoll, lastPoll time.Time
+		// failing says the latest poll failed; then holdUntil is the end of its Retry-After.
+		failing   bool
+		holdUntil time.Time
+	)
 	for {
 		delegateID, err := p.opts.Session.WaitActive(ctx)
 		if err != nil {
 			return err
+		}
+		if delegateID != delegate {
+			// Events listed for another registration are not this one's to take.
+			p.cands.drop()
+			delegate = delegateID
 		}
 		if ok, _ := p.opts.Admitter.Admit(); !ok {
 			if err := retry.Sleep(ctx, p.opts.HoldRecheck); err != nil {
@@ -145,39 +221,136 @@ func (p *Poller) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		if p.opts.Slots.Free() == 0 {
-			if err := p.whileFull(ctx, delegateID); err != nil {
-				return err
+		p.spawn(ctx, hardStop, &walkers)
+
+		now := time.Now()
+		if !failing && p.more() {
+			nextPoll = now
+		}
+		if !now.Before(nextPoll) {
+			// Only answers to calls made from now on end the backoff that may follow.
+			select {
+			case <-p.answered:
+			default:
 			}
+			lastPoll = now
+			events, err := p.poll(ctx, delegateID)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				wait := retry.Next(failures, err)
+				failing, holdUntil, nextPoll = true, now.Add(min(errs.RetryAfter(err), retry.MaxRetryAfter)), now.Add(wait)
+				p.logger.Warn("poll failed; backing off", "err", err, "retry_in", wait.Round(time.Millisecond))
+				continue
+			}
+			failures.Reset()
+			failing = false
+			p.started.Store(0)
+			p.refused.Store(0)
+			if overflow := p.cands.offer(delegateID, events, now, p.opts.Supports, p.abort); overflow > 0 {
+				p.logger.Debug("more task events than candidates; the rest wait for a later poll", "left", overflow)
+			}
+			nextPoll = now.Add(retry.Jitter(p.opts.Interval, 0.1))
 			continue
 		}
 
-		events, err := p.poll(ctx, delegateID)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+		var answered <-chan struct{}
+		if failing {
+			answered = p.answered
+		}
+		timer.Reset(nextPoll.Sub(now))
+		select {
+		case <-timer.C:
+		case <-p.opts.Slots.Freed():
+		case <-p.drained:
+		case <-answered:
+			woken := latest(time.Now(), lastPoll.Add(p.opts.Interval), holdUntil)
+			if woken.Before(nextPoll) {
+				p.logger.Debug("manager answered; polling again before the end of the backoff")
+				nextPoll = woken
 			}
-			wait := retry.Next(failures, err)
-			p.logger.Warn("poll failed; backing off", "err", err, "retry_in", wait.Round(time.Millisecond))
-			if err := retry.Sleep(ctx, wait); err != nil {
-				return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// latest returns the latest of ts.
+func latest(ts ...time.Time) time.Time {
+	var l time.Time
+	for _, t := range ts {
+		if t.After(l) {
+			l = t
+		}
+	}
+	return l
+}
+
+// more reports whether to poll before the interval is over: the candidates ran out while slots
+// are free, and the last answer started work, so the manager may have more.
+func (p *Poller) more() bool {
+	return p.started.Load() > 0 && p.cands.len() == 0 && p.opts.Slots.Free() > 0
+}
+
+// spawn starts walkers for the candidates, each with a slot reserved for it, as long as there are
+// candidates, free slots and room under AcquireConcurrency.
+func (p *Poller) spawn(ctx, hardStop context.Context, walkers *sync.WaitGroup) {
+	n := min(p.cands.len(), p.opts.AcquireConcurrency-int(p.walking.Load()))
+	if n <= 0 {
+		return
+	}
+	reserved := p.opts.Slots.TryReserve(n)
+	p.walking.Add(int64(reserved))
+	for range reserved {
+		walkers.Go(func() {
+			defer p.walking.Add(-1)
+			p.walk(ctx, hardStop)
+		})
+	}
+}
+
+// walk holds one reserved slot and acquires candidates into it until one is granted (a task
+// another runner won costs a request, not a slot), then reserves another slot and goes on while
+// candidates are left. It gives back the slot it holds when it stops. Each candidate is acquired
+// as the delegate whose answer listed it, so a walker that outlives a registration does not ask
+// for the new registration's tasks under the old one.
+func (p *Poller) walk(ctx, hardStop context.Context) {
+	for {
+		ev, delegateID, ok := p.cands.take(time.Now())
+		if !ok || ctx.Err() != nil || hardStop.Err() != nil {
+			p.opts.Slots.Release()
+			if !ok {
+				select {
+				case p.drained <- struct{}{}:
+				default:
+				}
+			}
+			return
+		}
+		switch p.acquire(hardStop, delegateID, ev) {
+		case skipped:
+			continue
+		case refused:
+			if p.refused.Add(1) == int64(RefusedPerSlot*max(p.opts.Slots.Size(), 1)) {
+				p.logger.Debug("acquires refused in a row; dropping the candidates until the next answer", "refused", p.refused.Load())
+				p.cands.drop()
 			}
 			continue
 		}
-		failures.Reset()
-
-		started, backlog := p.take(ctx, delegateID, events)
-		if started > 0 && p.opts.Slots.Free() > 0 {
-			continue // the manager may have more; do not leave slots idle until the next interval
+		p.refused.Store(0)
+		p.started.Add(1)
+		if ctx.Err() != nil || p.cands.len() == 0 {
+			return
 		}
-		if err := p.wait(ctx, backlog); err != nil {
-			return err
+		if ok, _ := p.opts.Admitter.Admit(); !ok || p.opts.Slots.TryReserve(1) == 0 {
+			return
 		}
 	}
 }
 
 // poll asks the manager for the delegate's events. A 404 means the manager no longer knows the
-// delegate: the session is told, whichever loop polled.
+// delegate: the session is told.
 func (p *Poller) poll(ctx context.Context, delegateID string) ([]manager.Event, error) {
 	callCtx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
 	defer cancel()
@@ -191,153 +364,41 @@ func (p *Poller) poll(ctx context.Context, delegateID string) ([]manager.Event, 
 	return events, err
 }
 
-// wait sleeps for the poll interval. With a backlog (events left for want of a slot) it also
-// wakes as soon as a slot frees, so no slot idles while known work waits for the next interval.
-func (p *Poller) wait(ctx context.Context, backlog bool) error {
-	t := time.NewTimer(retry.Jitter(p.opts.Interval, 0.1))
-	defer t.Stop()
-	var freed <-chan struct{}
-	if backlog {
-		freed = p.opts.Slots.Freed()
-	}
-	select {
-	case <-t.C:
-	case <-freed:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	return nil
-}
-
-// whileFull waits for a slot to free. The tasks holding the slots may be aborted meanwhile, and
-// their abort events come with the task events, so after each poll interval it polls and acts on
-// the abort events only: task events stay with the manager until a slot is free to run them.
-func (p *Poller) whileFull(ctx context.Context, delegateID string) error {
-	t := time.NewTimer(retry.Jitter(p.opts.Interval, 0.1))
-	defer t.Stop()
-	select {
-	case <-p.opts.Slots.Freed():
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-	}
-	events, err := p.poll(ctx, delegateID)
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		p.logger.Debug("poll for aborts failed; trying again at the next interval", "err", err)
-		return nil
-	}
-	for _, ev := range events {
-		if ev.Abort {
-			p.abort(ev.TaskID)
-		}
-	}
-	return nil
-}
-
 func (p *Poller) abort(taskID string) {
 	if p.opts.Tasks.Abort(taskID) {
 		p.logger.Info("task aborted by the manager", "task_id", taskID)
 	}
 }
 
-// walkPerSlot bounds the candidates one poll's walk tries per reserved slot.
-const walkPerSlot = 4
+// outcome is how one candidate's acquire ended.
+type outcome int
 
-// take handles one poll's events: aborts first, then acquires runnable tasks into reserved slots.
-// It returns how many tasks it started and whether runnable events were left for want of a slot.
-func (p *Poller) take(ctx context.Context, delegateID string, events []manager.Event) (started int, backlog bool) {
-	candidates := make([]manager.Event, 0, len(events))
-	seen := make(map[string]struct{}, len(events))
-	for _, ev := range events {
-		if ev.Abort {
-			p.abort(ev.TaskID)
-			continue
-		}
-		if _, dup := seen[ev.TaskID]; dup {
-			continue
-		}
-		seen[ev.TaskID] = struct{}{}
-		if !p.opts.Supports(ev.TaskType) {
-			p.logger.Debug("skipping a task of a type this runner has no handler for", "task_id", ev.TaskID, "task_type", ev.TaskType)
-			continue
-		}
-		candidates = append(candidates, ev)
-	}
-	if len(candidates) == 0 {
-		return 0, false
-	}
+const (
+	// started: the task runs in the caller's slot.
+	started outcome = iota
+	// skipped: no answer from the manager was needed or could be had (the task is claimed here
+	// already, or a hard stop came first).
+	skipped
+	// refused: the manager gave the task to another runner, or does not know it.
+	refused
+)
 
-	reserved := p.opts.Slots.TryReserve(len(candidates))
-	// A bounded set of walkers shares the reserved slots: a walker takes one slot, walks the
-	// candidates until it acquires one (a task another runner won costs a request, not a slot),
-	// then takes the next slot. No more acquires are in flight than slots are reserved, and no
-	// more than AcquireConcurrency, so a poll that fills a thousand slots neither opens a thousand
-	// connections to the manager nor sends it a thousand requests at once.
-	//
-	// The walk ends after walkPerSlot candidates per reserved slot. While this runner walks, other
-	// runners take the tasks the same events offered, and a walk that trails them refuses one
-	// acquire after another, with every other slot idle until it ends; a fresh poll lists only
-	// what is still queued.
-	walk := min(len(candidates), reserved*walkPerSlot)
-	var next, startedN, unassigned atomic.Int64
-	unassigned.Store(int64(reserved))
-	takeSlot := func() bool {
-		for {
-			n := unassigned.Load()
-			if n <= 0 {
-				return false
-			}
-			if unassigned.CompareAndSwap(n, n-1) {
-				return true
-			}
-		}
-	}
-	var wg sync.WaitGroup
-	for range min(reserved, p.opts.AcquireConcurrency) {
-		wg.Go(func() {
-			for takeSlot() {
-				for {
-					i := int(next.Add(1)) - 1
-					if i >= walk {
-						p.opts.Slots.Release()
-						return
-					}
-					if p.acquire(ctx, delegateID, candidates[i]) {
-						startedN.Add(1)
-						break
-					}
-				}
-			}
-		})
-	}
-	wg.Wait()
-	// The slots no walker took, because the candidates ran out first, go back.
-	for range unassigned.Load() {
-		p.opts.Slots.Release()
-	}
-	return int(startedN.Load()), min(int(next.Load()), walk) < len(candidates)
-}
-
-// acquire claims, acquires and starts one task; true means the task now runs in the caller's slot.
-func (p *Poller) acquire(ctx context.Context, delegateID string, ev manager.Event) bool {
+// acquire claims, acquires and starts one task.
+func (p *Poller) acquire(hardStop context.Context, delegateID string, ev manager.Event) outcome {
 	if !p.opts.Tasks.Claim(ev.TaskID) {
-		return false
+		return skipped
 	}
 	// An acquire that reached the manager may have given us the task even when its answer was
-	// lost, so retryable failures are tried again (the manager hands a task again to the delegate
-	// that holds it), and the attempts go on when polling stops meanwhile: the task is then run and
-	// answered rather than left acquired and forgotten.
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opts.AcquireWindow)
-	defer cancel()
+	// lost, and the manager hands it to nobody else while it takes this runner for alive: the
+	// acquire is tried again (the manager hands a task again to the delegate that holds it) until
+	// the answer is certain, so the task is then run and answered rather than left acquired and
+	// forgotten.
 	var task *manager.Task
-	attempts := 0
-	err := retry.Until(actx, p.opts.AcquireBackoff, func(actx context.Context) error {
-		attempts++
-		callCtx, cancel := context.WithTimeout(actx, p.opts.CallTimeout)
+	began, warned := time.Now(), false
+	err := retry.Until(hardStop, p.opts.AcquireBackoff, func(ctx context.Context) error {
+		// The try in flight gets its answer even at a hard stop: a task the manager grants now is
+		// still started, and then reported as cancelled by the shutdown, rather than left granted.
+		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opts.CallTimeout)
 		defer cancel()
 		var err error
 		task, err = p.opts.Source.Acquire(callCtx, delegateID, ev.TaskID)
@@ -347,17 +408,32 @@ func (p *Poller) acquire(ctx context.Context, delegateID string, ev manager.Even
 		return err
 	}, func(err error) bool {
 		// A 2xx answer that cannot be read granted the task as surely as a lost one may have.
-		uncertain := errs.Retryable(err) || errors.Is(err, errs.ErrMalformedResponse)
-		return !uncertain || attempts >= p.opts.AcquireAttempts
+		if errs.Retryable(err) || errors.Is(err, errs.ErrMalformedResponse) {
+			if !warned && time.Since(began) >= p.opts.AcquireWarnAfter {
+				warned = true
+				p.logger.Warn("acquire still unanswered; trying until the manager answers", "task_id", ev.TaskID,
+					"since", began, "err", err)
+			}
+			return false
+		}
+		return true
 	}, nil)
 	if err != nil {
 		p.opts.Tasks.Unclaim(ev.TaskID)
-		if errors.Is(err, errs.ErrAcquireConflict) {
+		switch {
+		case errors.Is(err, errs.ErrAcquireConflict):
 			p.logger.Debug("task taken by another runner", "task_id", ev.TaskID)
-		} else {
+		case hardStop.Err() != nil:
+			p.logger.Warn("acquire abandoned by a hard stop before the manager answered it; the manager takes the task back once it finds this runner gone",
+				"task_id", ev.TaskID)
+			return skipped
+		default:
 			p.logger.Warn("acquire failed", "task_id", ev.TaskID, "err", err)
 		}
-		return false
+		return refused
+	}
+	if warned {
+		p.logger.Info("manager answered an acquire at last", "task_id", ev.TaskID, "after", time.Since(began).Round(time.Millisecond))
 	}
 	if task.ID != ev.TaskID {
 		p.logger.Warn("manager answered an acquire with another task id; running it under the id it gave",
@@ -365,9 +441,9 @@ func (p *Poller) acquire(ctx context.Context, delegateID string, ev manager.Even
 		p.opts.Tasks.Unclaim(ev.TaskID)
 		if !p.opts.Tasks.Claim(task.ID) {
 			// Already running here: answering it twice would be worse than not at all.
-			return false
+			return skipped
 		}
 	}
 	p.opts.Tasks.Start(task, delegateID)
-	return true
+	return started
 }

@@ -161,7 +161,7 @@ func run(t *testing.T, q *queue, slots *pool.Pool, tb *table, interval time.Dura
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = p.Run(ctx) }()
+	go func() { defer close(done); _ = p.Run(ctx, ctx) }()
 	return func() { cancel(); <-done; tb.finishAll(); _ = slots.Wait(context.Background()) }
 }
 
@@ -264,7 +264,7 @@ func TestPollFailuresBackOffAndNotFoundReregisters(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = p.Run(ctx) }()
+	go func() { defer close(done); _ = p.Run(ctx, ctx) }()
 	require.Eventually(t, func() bool { n, _ := tb.count(); return n == 1 }, 10*time.Second, time.Millisecond)
 	cancel()
 	<-done
@@ -287,7 +287,7 @@ func TestAdmissionHoldStopsPolling(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	require.ErrorIs(t, p.Run(ctx), context.DeadlineExceeded)
+	require.ErrorIs(t, p.Run(ctx, ctx), context.DeadlineExceeded)
 	polls, _ := q.snapshot()
 	require.Zero(t, polls, "a runner held back by admission control does not even ask for work")
 }

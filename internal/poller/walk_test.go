@@ -15,55 +15,50 @@ import (
 	"github.com/dlite-dev/dlite/internal/pool"
 )
 
-// trailing is a manager whose every poll lists many tasks that another runner takes first:
-// each acquire is refused. It records the calls in order.
+// trailing is a manager whose every poll lists many tasks that another runner takes first: each
+// acquire is refused. A poll waits until the test lets it through.
 type trailing struct {
-	mu    sync.Mutex
-	calls []string // "poll" or the id of an acquired task
+	gate     chan struct{}
+	mu       sync.Mutex
+	polls    int
+	acquires int
 }
 
-func (tr *trailing) Poll(context.Context, string) ([]manager.Event, error) {
+func (tr *trailing) Poll(ctx context.Context, _ string) ([]manager.Event, error) {
+	select {
+	case <-tr.gate:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	tr.calls = append(tr.calls, "poll")
+	tr.polls++
 	evs := make([]manager.Event, 500)
 	for i := range evs {
-		evs[i] = manager.Event{TaskID: fmt.Sprintf("t-%d-%d", len(tr.calls), i), TaskType: "SHELL_SCRIPT_TASK"}
+		evs[i] = manager.Event{TaskID: fmt.Sprintf("t-%d-%d", tr.polls, i), TaskType: "SHELL_SCRIPT_TASK"}
 	}
 	return evs, nil
 }
 
-func (tr *trailing) Acquire(_ context.Context, _, taskID string) (*manager.Task, error) {
+func (tr *trailing) Acquire(context.Context, string, string) (*manager.Task, error) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	tr.calls = append(tr.calls, taskID)
+	tr.acquires++
 	return nil, errs.ErrAcquireConflict
 }
 
-// acquiresBetweenPolls returns how many acquires came after each of the first n polls.
-func (tr *trailing) acquiresBetweenPolls(n int) ([]int, bool) {
+func (tr *trailing) count() int {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	var counts []int
-	for _, c := range tr.calls {
-		if c == "poll" {
-			counts = append(counts, 0)
-		} else {
-			counts[len(counts)-1]++
-		}
-	}
-	if len(counts) <= n {
-		return nil, false
-	}
-	return counts[:n], true
+	return tr.acquires
 }
 
-// A runner trailing another through a long list of events stops after a few refused acquires
-// per slot and polls again, for a list of what is still queued, instead of walking the whole
-// stale list with its other slots idle.
+// A runner trailing another through a long list of events gives up the list after a few refused
+// acquires per slot, rather than asking for every task others took, and its slots are free again
+// once they are refused.
 func TestAWalkThroughTakenTasksEndsSoon(t *testing.T) {
 	t.Parallel()
-	tr := &trailing{}
+	tr := &trailing{gate: make(chan struct{})}
 	slots := pool.New(2)
 	tb := newTable(slots)
 	p := poller.New(poller.Options{
@@ -73,17 +68,17 @@ func TestAWalkThroughTakenTasksEndsSoon(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = p.Run(ctx) }()
-	var counts []int
-	require.Eventually(t, func() bool {
-		var ok bool
-		counts, ok = tr.acquiresBetweenPolls(3)
-		return ok
-	}, 10*time.Second, time.Millisecond)
+	go func() { defer close(done); _ = p.Run(ctx, ctx) }()
+	// Two walkers may each take a candidate as the refusals reach the bound.
+	bound := poller.RefusedPerSlot * slots.Size()
+	for range 3 {
+		before := tr.count()
+		tr.gate <- struct{}{}
+		require.Eventually(t, func() bool { return tr.count()-before >= bound }, 10*time.Second, time.Millisecond)
+		require.Eventually(t, func() bool { return slots.Free() == 2 }, 10*time.Second, time.Millisecond, "refused acquires hold no slot")
+		time.Sleep(20 * time.Millisecond)
+		require.LessOrEqual(t, tr.count()-before, bound+1, "a few refusals per slot, then nothing until the next answer")
+	}
 	cancel()
 	<-done
-	for i, n := range counts {
-		require.Positive(t, n, "poll %d led to acquires", i)
-		require.LessOrEqual(t, n, 8, "poll %d: at most four refused acquires per slot before polling again", i)
-	}
 }

@@ -148,11 +148,11 @@ func (r *Reporter) Deliver(res manager.Result) {
 // Pending returns how many results are waiting for delivery.
 func (r *Reporter) Pending() int { return int(r.pending.Load()) }
 
-// ManagerAnswered tells the reporter that the manager answered a call (the runner calls it for
-// every answered poll, and the reporter for a result taken after failed tries):
-// results waiting to be tried again after failures are tried at once rather than at the end of a
-// backoff that may have grown to a minute during an outage, at most about once a second, and
-// except where the manager asked for a later retry.
+// ManagerAnswered tells the reporter that the manager answered a call (the runtime calls it for
+// every answered call, through a contact.Signal): results waiting to be tried again after
+// failures are tried at once rather than at the end of a backoff that may have grown to a minute
+// during an outage, at most about once a second, and except where the manager asked for a later
+// retry.
 func (r *Reporter) ManagerAnswered() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -254,10 +254,6 @@ func (r *Reporter) deliver(ctx context.Context, key string, res manager.Result, 
 	switch {
 	case err == nil:
 		outcome = Delivered
-		if attempts > 1 {
-			// The manager is taking results again: so it may take the others that wait.
-			r.ManagerAnswered()
-		}
 		if r.logger.Enabled(ctx, slog.LevelDebug) {
 			log().Debug("result delivered", "attempts", attempts)
 		}

@@ -132,11 +132,28 @@ func (r *Runner) Run(ctx context.Context) error {
 	defer stopHeartbeats()
 	background.Go(func() { _ = r.opts.Session.RunHeartbeats(heartbeats) })
 
+	// Acquires the manager has not answered for certain outlive polling, since the manager may have
+	// granted them: they end only with a hard stop, the end of ctx or of a graceful shutdown's grace
+	// period.
+	acquires, stopAcquires := context.WithCancel(ctx)
+	defer stopAcquires()
+	go func() {
+		select {
+		case <-r.stopping:
+			select {
+			case <-r.drainCtx.Done():
+				stopAcquires()
+			case <-acquires.Done():
+			}
+		case <-acquires.Done():
+		}
+	}()
+
 	r.setPhase(PhaseRunning)
 	polling := make(chan struct{})
 	go func() {
 		defer close(polling)
-		_ = r.opts.Poller.Run(work)
+		_ = r.opts.Poller.Run(work, acquires)
 	}()
 	<-work.Done()
 	<-polling
