@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -155,4 +156,51 @@ func TestAdminStages(t *testing.T) {
 	missing, err := admin.GetStageWithResponse(ctx, "st-unknown")
 	require.NoError(t, err)
 	require.Equal(t, http.StatusNotFound, missing.StatusCode())
+}
+
+// A runner process replaced on the same host comes back under the same delegate id, but it never
+// heard of the tasks the old process held: those go back to the queue once the old process has had
+// the delegate timeout to deliver them. The same process registering again keeps them.
+func TestTasksOfAReplacedProcessAreRequeued(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	mm := mockmanager.NewTest(t, mockmanager.Options{DelegateTimeout: time.Minute, Now: clk.Now})
+	r := newAuthedRunner(t, mm)
+	register := func(token string) string {
+		t.Helper()
+		res, err := r.c.RegisterDelegateWithResponse(context.Background(), &managerapi.RegisterDelegateParams{AccountId: r.account},
+			managerapi.DelegateParams{DelegateRandomToken: new(token), HostName: new("build-1"), DelegateName: new("runner"),
+				SupportedTaskTypes: &[]string{"SHELL"}, Tags: &[]string{}})
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, res.StatusCode(), string(res.Body))
+		r.id = *res.JSON200.Resource.DelegateId
+		return r.id
+	}
+	first := register("process-1")
+	taskID := enqueue(t, mm, mockmanager.NewTask{Type: "SHELL"})
+	require.Equal(t, http.StatusOK, r.acquire(taskID).StatusCode())
+
+	require.Equal(t, first, register("process-1"), "the same process registering again")
+	for range 2 {
+		clk.Advance(50 * time.Second)
+		require.Equal(t, http.StatusOK, r.heartbeat(first).StatusCode())
+	}
+	st, err := mm.Task(taskID)
+	require.NoError(t, err)
+	require.Equal(t, mockmanager.StateAcquired, st.State, "the same process still holds its task")
+
+	require.Equal(t, first, register("process-2"), "a new process on the same host keeps the delegate id")
+	clk.Advance(50 * time.Second)
+	require.Equal(t, http.StatusOK, r.heartbeat(first).StatusCode())
+	st, err = mm.Task(taskID)
+	require.NoError(t, err)
+	require.Equal(t, mockmanager.StateAcquired, st.State, "the old process may still deliver it")
+
+	clk.Advance(20 * time.Second)
+	require.Equal(t, http.StatusOK, r.heartbeat(first).StatusCode())
+	st, err = mm.WaitTask(waitCtx(t), taskID, func(st mockmanager.TaskStatus) bool { return st.State == mockmanager.StateQueued })
+	require.NoError(t, err)
+	require.Nil(t, st.AcquiredBy)
+	tasks, _ := eventIDs(r.poll())
+	require.Equal(t, []string{taskID}, tasks, "offered again, to the new process too")
 }

@@ -15,9 +15,12 @@ import (
 type delegate struct {
 	id string
 	// token is the delegateRandomToken the delegate registered with: one per runner process.
-	token    string
-	name     string
-	hostName string
+	token string
+	// tokenSince is when the current token registered: when a new runner process took over the
+	// delegate id from an earlier one.
+	tokenSince time.Time
+	name       string
+	hostName   string
 	// typ and ng are the delegate type and next-gen flag it registered with; with the name and
 	// host name they identify a runner across restarts.
 	typ       string
@@ -45,12 +48,15 @@ type task struct {
 	// stage is the CI stage runtime id the task's data names, for CI task types.
 	stage string
 
-	state        TaskState
-	acquiredBy   string
-	acquisitions int
-	conflicts    int
-	attempts     []AcquireAttempt
-	responses    []RecordedResponse
+	state      TaskState
+	acquiredBy string
+	// acquiredToken is the token of the runner process that acquired the task. A new process that
+	// comes back under the same delegate id does not know the task.
+	acquiredToken string
+	acquisitions  int
+	conflicts     int
+	attempts      []AcquireAttempt
+	responses     []RecordedResponse
 }
 
 // outcome is how a call on the state ended, for the API to pick its answer.
@@ -74,7 +80,15 @@ func (s *Server) lost(d *delegate, now time.Time) bool {
 	return s.delegateTimeout > 0 && now.Sub(d.lastSeen) > s.delegateTimeout
 }
 
-// reapLocked puts the unanswered tasks of lost delegates back in the queue. It runs whenever the
+// replaced reports whether the runner process that acquired t was replaced under the same
+// delegate id (a restart on the same host) longer than the delegate timeout ago: the new process
+// never heard of t, and the old one had that long to deliver what its spool held.
+func (s *Server) replaced(d *delegate, t *task, now time.Time) bool {
+	return t.acquiredToken != "" && t.acquiredToken != d.token && now.Sub(d.tokenSince) > s.delegateTimeout
+}
+
+// reapLocked puts the unanswered tasks of lost delegates, and of runner processes replaced under
+// their delegate id, back in the queue. It runs whenever the
 // state is looked at, so the clock in Options.Now alone decides when a delegate is lost.
 func (s *Server) reapLocked(now time.Time) {
 	if s.delegateTimeout <= 0 {
@@ -85,13 +99,22 @@ func (s *Server) reapLocked(now time.Time) {
 		if t.state != StateAcquired {
 			continue
 		}
-		if d, ok := s.holder(t); ok && s.lost(d, now) {
+		d, ok := s.holder(t)
+		if !ok {
+			continue
+		}
+		if s.lost(d, now) {
 			s.log.Info("delegate lost, task back in the queue",
 				"delegate", d.id, "task", t.id, "last_seen", d.lastSeen)
-			t.state = StateQueued
-			t.acquiredBy = ""
-			changed = true
+		} else if s.replaced(d, t, now) {
+			s.log.Info("the runner process that held the task was replaced, task back in the queue",
+				"delegate", d.id, "task", t.id, "replaced_at", d.tokenSince)
+		} else {
+			continue
 		}
+		t.state = StateQueued
+		t.acquiredBy, t.acquiredToken = "", ""
+		changed = true
 	}
 	if changed {
 		s.notifyLocked()
@@ -121,23 +144,26 @@ func (s *Server) register(p managerapi.DelegateParams) string {
 	s.reapLocked(now)
 	defer s.notifyLocked()
 	if d := s.knownLocked(p); d != nil {
-		d.token = deref(p.DelegateRandomToken)
+		if token := deref(p.DelegateRandomToken); token != d.token {
+			d.token, d.tokenSince = token, now
+		}
 		d.name, d.hostName = deref(p.DelegateName), deref(p.HostName)
 		d.tags, d.taskTypes = cloneOrEmpty(p.Tags), cloneOrEmpty(p.SupportedTaskTypes)
 		d.lastSeen = now
 		return d.id
 	}
 	d := &delegate{
-		id:        newID("delegate"),
-		token:     deref(p.DelegateRandomToken),
-		name:      deref(p.DelegateName),
-		hostName:  deref(p.HostName),
-		typ:       deref(p.DelegateType),
-		ng:        deref(p.Ng),
-		tags:      cloneOrEmpty(p.Tags),
-		taskTypes: cloneOrEmpty(p.SupportedTaskTypes),
-		status:    adminapi.DelegateStatusENABLED,
-		lastSeen:  now,
+		id:         newID("delegate"),
+		token:      deref(p.DelegateRandomToken),
+		tokenSince: now,
+		name:       deref(p.DelegateName),
+		hostName:   deref(p.HostName),
+		typ:        deref(p.DelegateType),
+		ng:         deref(p.Ng),
+		tags:       cloneOrEmpty(p.Tags),
+		taskTypes:  cloneOrEmpty(p.SupportedTaskTypes),
+		status:     adminapi.DelegateStatusENABLED,
+		lastSeen:   now,
 	}
 	s.delegates[d.id] = d
 	s.delegateOrder = append(s.delegateOrder, d)
@@ -292,6 +318,9 @@ func (s *Server) acquire(delegateID, instanceID, taskID string) (managerapi.Task
 	if !regrant {
 		t.state = StateAcquired
 		t.acquiredBy = delegateID
+		if d, ok := s.delegates[delegateID]; ok {
+			t.acquiredToken = d.token
+		}
 		t.acquisitions++
 	}
 	t.attempts = append(t.attempts, AcquireAttempt{DelegateId: delegateID, Granted: true, At: now})

@@ -1,6 +1,7 @@
 package reliability_test
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"testing"
@@ -65,7 +66,12 @@ func TestResultSurvivesAKillWhileTheManagerIsAway(t *testing.T) {
 			garbage := filepath.Join(spool, "0000000000000000000-garbage-00000000.json")
 			require.NoError(t, os.WriteFile(garbage, []byte(`{"result":`), 0o600))
 
-			second := startRunner(t, "second", env)
+			// Restarted under another name, so the manager gives it another delegate id (under the
+			// same name on the same host it would get the same id back): the spooled result must still
+			// name the delegate that ran the task.
+			renamed := maps.Clone(env)
+			renamed["DLITE_NAME"] = "reliability-runner-renamed"
+			second := startRunner(t, "second", renamed)
 			logged(t, second, "delivering a result kept from an earlier run")
 			logged(t, second, "corrupt spool entry moved aside")
 			require.FileExists(t, filepath.Join(spool, "corrupt", filepath.Base(garbage)))
@@ -81,7 +87,7 @@ func TestResultSurvivesAKillWhileTheManagerIsAway(t *testing.T) {
 				wantEndpoint = "runner"
 			}
 			require.Equal(t, wantEndpoint, string(st.Responses[0].Endpoint))
-			require.NotEqual(t, holder, deref(registeredID(t, second)), "the restarted runner registered anew")
+			require.NotEqual(t, holder, deref(registeredID(t, second)), "the renamed runner registered anew")
 			eventually(t, "the delivered result to leave the spool", func() bool { return len(spoolEntries(t, spool)) == 0 })
 
 			recs := chaos.Records(second.Output())
