@@ -118,3 +118,20 @@ fuzz:
 			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$(dirname $$file); \
 		done; \
 	done
+
+# --- releases ----------------------------------------------------------------------------------
+.PHONY: release
+RELEASE_DIR            ?= dist
+RELEASE_TARGETS        ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
+RELEASE_ALLOW_UNLISTED ?=
+
+## release: build the release archives of VERSION=vX.Y.Z into $(RELEASE_DIR): dlite for each of
+## $(RELEASE_TARGETS), stamped with the version and commit, in a .tar.gz (.zip for windows) with
+## LICENSE, README.md and CHANGELOG.md, plus SHA256SUMS; the same commit gives the same bytes.
+## Refuses a version that is not semver or has no CHANGELOG.md entry (RELEASE_ALLOW_UNLISTED=1
+## lets a pre-release without one through: CI's test build)
+release:
+	@if [ "$(origin VERSION)" != "command line" ] && [ "$(origin VERSION)" != "environment" ]; then \
+		echo "make release needs the version to release: make release VERSION=vX.Y.Z" >&2; exit 2; fi
+	$(GO) run ./cmd/dlite-release -version '$(VERSION)' -dir '$(RELEASE_DIR)' -targets '$(RELEASE_TARGETS)' \
+		-go '$(GO)' $(if $(filter 1 true yes,$(RELEASE_ALLOW_UNLISTED)),-allow-unlisted)

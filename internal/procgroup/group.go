@@ -1,10 +1,7 @@
 package procgroup
 
 import (
-	"errors"
-	"os"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -21,11 +18,7 @@ type Group struct {
 // Terminate sends SIGTERM to the whole group. It suits an exec.Cmd's Cancel function: it returns
 // os.ErrProcessDone when the group is already gone, that is when the program finished on its own.
 func (g *Group) Terminate(pgid int) error {
-	err := syscall.Kill(-pgid, syscall.SIGTERM)
-	if errors.Is(err, syscall.ESRCH) {
-		return os.ErrProcessDone
-	}
-	if err != nil {
+	if err := terminate(pgid); err != nil {
 		return err
 	}
 	g.mu.Lock()
@@ -67,13 +60,6 @@ func (g *Group) Stop(pgid int, grace time.Duration) {
 		time.Sleep(pollInterval)
 	}
 	if Exists(pgid) {
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		kill(pgid)
 	}
-}
-
-// Exists reports whether any process of the group can still be signalled. Zombies count until
-// their parent reaps them; orphans are reaped by init, or by the runner when it runs as PID 1 or
-// a subreaper and reaps its children.
-func Exists(pgid int) bool {
-	return syscall.Kill(-pgid, 0) == nil
 }

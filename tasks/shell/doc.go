@@ -5,5 +5,6 @@
 // last bytes of its combined output are kept, so a chatty script cannot exhaust the runner's
 // memory, and requested shell variables are read back from the shell itself as it exits. Scripts
 // never see the runner's own settings (variables named DLITE_* or DRONE_DELEGATE_*), which carry
-// its credentials. The package runs on Unix-like systems.
+// its credentials. The package is meant for Unix-like systems; on Windows (with a sh or bash
+// installed) a script runs, but cancelling it kills only the shell, not what the script started.
 package shell

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	gentasks "github.com/dlite-dev/dlite/gen/tasks"
@@ -104,7 +103,7 @@ func (h *Handler) execute(ctx context.Context, j job) (out gentasks.ShellScriptO
 	// One writer for both streams makes exec hand the child a single pipe for stdout and
 	// stderr, so the output interleaves exactly as the script wrote it.
 	cmd.Stdout, cmd.Stderr = output, output
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = procgroup.SysProcAttr()
 	cmd.Cancel = func() error { return g.Terminate(cmd.Process.Pid) }
 	// After SIGTERM, or after the shell exits while a background process still holds the
 	// output pipe, exec waits this long, then kills the shell and closes the pipe so Wait

@@ -141,7 +141,7 @@ func (b *Backend) Start(ctx context.Context, r engine.Run) (engine.Process, erro
 	cmd.Args[0] = argv[0]
 	cmd.Dir = r.WorkingDir
 	cmd.Env = env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = procgroup.SysProcAttr()
 	// The step writes into a pipe of our own rather than one exec.Cmd copies from, so that
 	// waiting for the step does not wait for background processes still holding it.
 	pr, pw, err := os.Pipe()
