@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"fmt"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -9,7 +10,8 @@ import (
 )
 
 // OffStack runs f on another goroutine and returns when f has; a panic in f is raised again in
-// the caller, with the stack it was raised on kept for Run's panic report. Use it for deep work
+// the caller as an error that carries the panic's value and the stack it was raised on (Run's
+// panic report shows both). Use it for deep work
 // (logging, decoding) on the goroutine of a task whose handler may wait for long.
 //
 // A task's goroutine waits for as long as its handler does, thousands of them at once, and Go
@@ -84,6 +86,10 @@ type offStackPanic struct {
 	value any
 	stack []byte
 }
+
+// Error says what panicked and where, so that a panic OffStack raises again and nothing recovers
+// still shows the stack it came from.
+func (p *offStackPanic) Error() string { return fmt.Sprintf("%v\n\n%s", p.value, p.stack) }
 
 // offStackBinder binds a request exactly as echo's DefaultBinder does, off the task's goroutine
 // (see OffStack). The generated strict handlers bind a task's data through it: they call Bind

@@ -45,8 +45,10 @@ func TestOffStackRaisesThePanicInTheCaller(t *testing.T) {
 		defer func() { raised = recover() }()
 		dispatch.OffStack(func() { panic("bad value") })
 	}()
-	require.NotNil(t, raised)
-	require.Contains(t, fmt.Sprint(raised), "bad value")
+	err, isErr := raised.(error)
+	require.True(t, isErr, "raised again as an error: %v", raised)
+	require.Contains(t, err.Error(), "bad value")
+	require.Contains(t, err.Error(), "TestOffStackRaisesThePanicInTheCaller", "the error carries the stack the panic was raised on")
 	// OffStack still works after a panic.
 	ran := false
 	dispatch.OffStack(func() { ran = true })
