@@ -91,13 +91,14 @@ type offStackPanic struct {
 // still shows the stack it came from.
 func (p *offStackPanic) Error() string { return fmt.Sprintf("%v\n\n%s", p.value, p.stack) }
 
-// offStackBinder binds a request exactly as echo's DefaultBinder does, off the task's goroutine
-// (see OffStack). The generated strict handlers bind a task's data through it: they call Bind
-// when the Echo's binder is not a *echo.DefaultBinder.
+// offStackBinder binds a task's data as the generated strict handlers do with echo's
+// DefaultBinder, off the task's goroutine (see OffStack): they call Bind when the Echo's binder is
+// not a *echo.DefaultBinder. It binds the body alone, which is what DefaultBinder.Bind does for a
+// POST to a path without parameters, the only request a Dispatcher makes.
 type offStackBinder struct{}
 
 // Bind implements echo.Binder.
 func (offStackBinder) Bind(i any, c echo.Context) (err error) {
-	OffStack(func() { err = new(echo.DefaultBinder).Bind(i, c) })
+	OffStack(func() { err = new(echo.DefaultBinder).BindBody(c, i) })
 	return err
 }
