@@ -9,19 +9,20 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// OffStack runs f on another goroutine and returns when f has; a panic in f is raised again in
+// OffStack runs f on another goroutine and returns when f has. A panic in f is raised again in
 // the caller as an error that carries the panic's value and the stack it was raised on (Run's
-// panic report shows both). Use it for deep work
-// (logging, decoding) on the goroutine of a task whose handler may wait for long.
+// panic report shows both). Use it for deep work (encoding a log line, validating, decoding) on
+// the goroutine of a task whose handler may wait for long.
 //
 // A task's goroutine waits for as long as its handler does, thousands of them at once, and Go
 // does not give back the part of a goroutine's stack that a deep call made it grow while more
-// than a quarter of it is still in use. Validating a task's data against its schema and decoding
-// it into the generated type go far deeper than a waiting handler (encoding/json alone takes
-// about 2.9 KiB of frames to decode one number into a struct field), so on the task's goroutine
-// they doubled every waiting task's stack to 8 KiB. Run here, they leave their depth on a few
-// goroutines that are reused while there is work and end after offStackIdle without any, and a
-// waiting task keeps the stack its own frames need.
+// than a quarter of it is still in use. Encoding the task's start line, validating its data
+// against its schema and decoding the data into the generated type each go far deeper than a
+// waiting handler (echo's binder and encoding/json take about 2.9 KiB of frames to decode one
+// number into a struct field), so on the task's goroutine they doubled every waiting task's stack
+// to 8 KiB. Run here, they leave their depth on a few goroutines that are reused while there is
+// work and end after offStackIdle without any, and a waiting task keeps the stack its own frames
+// need.
 func OffStack(f func()) {
 	j := offStackJobs.Get().(*offStackJob)
 	j.f = f
