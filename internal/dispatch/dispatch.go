@@ -100,6 +100,7 @@ func New(opts Options) (*Dispatcher, error) {
 	d.echo.HideBanner = true
 	d.echo.HidePort = true
 	d.echo.HTTPErrorHandler = writeError
+	d.echo.Binder = offStackBinder{}
 	d.validation = &openapi3filter.Options{
 		MultiError:              true,
 		AuthenticationFunc:      openapi3filter.NoopAuthenticationFunc,
@@ -307,7 +308,11 @@ func (w *watchdog) look() {
 func (d *Dispatcher) serve(ctx context.Context, task *manager.Task, logger *slog.Logger) (outcome Outcome, reached bool) {
 	defer func() {
 		if v := recover(); v != nil {
-			logger.Error("task handler panicked", "task_id", task.ID, "task_type", task.Type, "panic", v, "stack", string(debug.Stack()))
+			stack := debug.Stack()
+			if p, ok := v.(*offStackPanic); ok {
+				v, stack = p.value, p.stack
+			}
+			logger.Error("task handler panicked", "task_id", task.ID, "task_type", task.Type, "panic", v, "stack", string(stack))
 			outcome, reached = failed(errs.Newf(errs.CodePanic, "", "task handler panicked: %v", v), nil), true
 		}
 	}()
@@ -318,7 +323,7 @@ func (d *Dispatcher) serve(ctx context.Context, task *manager.Task, logger *slog
 		req, err = legacyRequest(ctx, task)
 		serve = h
 	} else {
-		req, err = d.taskRequest(ctx, task)
+		OffStack(func() { req, err = d.taskRequest(ctx, task) })
 		serve = d.echo
 	}
 	if err != nil {

@@ -141,8 +141,11 @@ func (x *Executor) Start(task *manager.Task, delegateID string) {
 // (later than the report only for a handler that ignored its cancellation).
 func (x *Executor) run(ctx context.Context, task *manager.Task, delegateID string, info RunningTask) {
 	// The task's lines name it attribute by attribute: a logger annotated per task would be built
-	// for two lines and kept in memory for as long as the task runs.
-	x.logger.Info("task started", "task_id", task.ID, "task_type", task.Type, "timeout", task.Timeout)
+	// for two lines and kept in memory for as long as the task runs. Encoding a line goes deeper
+	// than a waiting handler, so it is written off this goroutine's stack (see dispatch.OffStack).
+	dispatch.OffStack(func() {
+		x.logger.Info("task started", "task_id", task.ID, "task_type", task.Type, "timeout", task.Timeout)
+	})
 	x.opts.Dispatcher.Run(ctx, task, x.logger, func(out dispatch.Outcome) { x.finish(task, delegateID, info, out) })
 	x.mu.Lock()
 	delete(x.claimed, task.ID)
