@@ -35,9 +35,12 @@ const (
 func (c *Config) Validate() error {
 	var r report
 
-	if c.Embedded() {
+	switch {
+	case c.IsDrone():
+		c.validateDrone(&r)
+	case c.Embedded():
 		c.validateEmbedded(&r)
-	} else {
+	default:
 		c.validateManager(&r)
 		c.validateTLS(&r)
 	}
