@@ -55,7 +55,7 @@ type runtime struct {
 // runtimeSet assembles a runner from the configuration: the composition root of the runtime.
 var runtimeSet = wire.NewSet(
 	provideManagerOptions,
-	provideHarness,
+	provideBackend,
 	contact.ProviderSet,
 	provideManager,
 	provideDispatcher,
@@ -90,20 +90,10 @@ func provideManagerOptions(cfg *config.Config, logger *slog.Logger) harness.Opti
 	}
 }
 
-// provideHarness makes the manager client; its cleanup closes the connections it keeps alive, so
-// a stopped runner leaves nothing open behind it.
-func provideHarness(opts harness.Options) (*harness.Client, func(), error) {
-	c, err := harness.New(opts)
-	if err != nil {
-		return nil, nil, err
-	}
-	return c, c.CloseIdleConnections, nil
-}
-
 // provideManager is the manager as the runtime talks to it: the client, with every call timed,
 // raising sig whenever the manager answers.
-func provideManager(c *harness.Client, rec *telemetry.Recorder, sig *contact.Signal) manager.Manager {
-	return contact.Watch(rec.InstrumentManager(c), sig)
+func provideManager(b backend, rec *telemetry.Recorder, sig *contact.Signal) manager.Manager {
+	return contact.Watch(rec.InstrumentManager(b.Manager), sig)
 }
 
 func provideRecorderOptions(d *dispatch.Dispatcher) telemetry.RecorderOptions {
@@ -194,7 +184,11 @@ func provideExecutor(d *dispatch.Dispatcher, p *pool.Pool, r *reporter.Reporter,
 }
 
 func provideIdentity(cfg *config.Config, d *dispatch.Dispatcher) runner.Identity {
-	return runner.NewIdentity(cfg.Name, cfg.Endpoint(), cfg.Tags, d.Types(), cfg.ParallelWorkers)
+	endpoint := cfg.Endpoint()
+	if cfg.IsDrone() {
+		endpoint = cfg.DroneEndpoint()
+	}
+	return runner.NewIdentity(cfg.Name, endpoint, cfg.Tags, d.Types(), cfg.ParallelWorkers)
 }
 
 func provideSession(cfg *config.Config, mgr manager.Manager, id runner.Identity, x *executor.Executor, logger *slog.Logger) *session.Session {
@@ -216,7 +210,7 @@ func provideAdmission(cfg *config.Config, logger *slog.Logger) *admission.Contro
 
 // providePoller makes the poller; a poller backing off after failed polls polls again as soon as
 // the manager answers any call.
-func providePoller(cfg *config.Config, mgr manager.Manager, p *pool.Pool, x *executor.Executor, s *session.Session,
+func providePoller(cfg *config.Config, b backend, mgr manager.Manager, p *pool.Pool, x *executor.Executor, s *session.Session,
 	a *admission.Controller, d *dispatch.Dispatcher, rec *telemetry.Recorder, sig *contact.Signal, logger *slog.Logger) *poller.Poller {
 	pl := poller.New(poller.Options{
 		Source:   mgr,
@@ -227,7 +221,12 @@ func providePoller(cfg *config.Config, mgr manager.Manager, p *pool.Pool, x *exe
 		Observer: rec,
 		Supports: d.Supports,
 		Interval: cfg.PollInterval,
-		Logger:   logger,
+		// A Drone server's polls offer one stage each, its aborts come by watches, and its
+		// refused secret is retried slowly: the backend says so, and the poller needs no more.
+		CallTimeout:     b.CallTimeout,
+		NewOfferBackoff: b.NewOfferBackoff,
+		Aborts:          b.Aborts,
+		Logger:          logger,
 	})
 	sig.Listen(pl.ManagerAnswered)
 	return pl
