@@ -27,6 +27,9 @@ type backend struct {
 	NewOfferBackoff func() poller.OfferBackoff
 	// CallTimeout bounds one poll or acquire; 0 for the poller's default.
 	CallTimeout time.Duration
+	// Drone is the Drone server's client, which running stages report to; nil for a Harness
+	// manager.
+	Drone *drone.Client
 }
 
 // provideBackend makes the configured manager client; its cleanup closes the connections it
@@ -63,6 +66,7 @@ func provideBackend(cfg *config.Config, opts harness.Options, logger *slog.Logge
 			return drone.NewBackoff(retry.Policy{}, retry.Policy{})
 		},
 		CallTimeout: droneCallTimeout,
+		Drone:       c,
 	}, func() { b.Close(); c.CloseIdleConnections() }, nil
 }
 

@@ -146,10 +146,13 @@ func provideHTTP(cfg *config.Config, mon *telemetry.Monitor, e stageEngine, logg
 	return srv, func() { _ = srv.Close() }, nil
 }
 
-func provideDispatcher(cfg *config.Config, h handlers, ci ciTasks, logger *slog.Logger) (*dispatch.Dispatcher, error) {
+func provideDispatcher(cfg *config.Config, h handlers, ci ciTasks, dt droneTasks, logger *slog.Logger) (*dispatch.Dispatcher, error) {
 	servers := h.Servers
 	if ci.Register != nil {
 		servers = append(slices.Clip(servers), dispatch.TaskServer(ci))
+	}
+	if dt.Register != nil {
+		servers = append(slices.Clip(servers), dispatch.TaskServer(dt))
 	}
 	return dispatch.New(dispatch.Options{
 		Servers:      servers,

@@ -24,18 +24,24 @@ func assemble(cfg *config.Config, h handlers, logger *slog.Logger) (*runtime, fu
 	if err != nil {
 		return nil, nil, err
 	}
-	dliteStageEngine, cleanup2, err := provideStageEngine(cfg, h, logger)
+	dliteStageEngine, cleanup2, err := provideStageEngine(cfg, h, dliteBackend, logger)
 	if err != nil {
 		cleanup()
 		return nil, nil, err
 	}
-	dliteCiTasks, err := provideCITasks(dliteStageEngine)
+	dliteCiTasks, err := provideCITasks(h, dliteStageEngine)
 	if err != nil {
 		cleanup2()
 		cleanup()
 		return nil, nil, err
 	}
-	dispatcher, err := provideDispatcher(cfg, h, dliteCiTasks, logger)
+	dliteDroneTasks, err := provideDroneTasks(dliteStageEngine, dliteBackend)
+	if err != nil {
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
+	dispatcher, err := provideDispatcher(cfg, h, dliteCiTasks, dliteDroneTasks, logger)
 	if err != nil {
 		cleanup2()
 		cleanup()

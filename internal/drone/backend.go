@@ -12,6 +12,7 @@ import (
 
 	"github.com/dlite-dev/dlite/errs"
 	gen "github.com/dlite-dev/dlite/gen/drone"
+	"github.com/dlite-dev/dlite/gen/dronetasks"
 	"github.com/dlite-dev/dlite/internal/manager"
 	"github.com/dlite-dev/dlite/internal/retry"
 )
@@ -20,28 +21,18 @@ import (
 // handler registered for it.
 const TaskType = "DRONE_STAGE"
 
-// StageTask is the data of a Drone stage task: the stage as accepted and its details, read from
-// the server in one acquire.
-type StageTask struct {
-	Stage   Stage   `json:"stage"`
-	Details Details `json:"details"`
-}
-
-// StageReport is a Drone stage handler's output, delivered durably by the runtime's reporter:
-// the stage in its final state, with every step, and each step's full log.
-type StageReport struct {
-	// Stage is the stage's final state; its steps carry ids and versions as the server last
-	// answered them.
-	Stage Stage `json:"stage"`
-	// Logs are the steps' full logs, uploaded before the final stage update.
-	Logs []StepLog `json:"logs,omitempty"`
-}
-
-// StepLog is one step's full log.
-type StepLog struct {
-	StepID int64  `json:"stepId"`
-	Lines  []Line `json:"lines"`
-}
+// The Drone stage task's data and output, as openapi/dronetasks.yaml specifies them.
+type (
+	// StageTask is the data of a Drone stage task: the stage as accepted and its details, read
+	// from the server in one acquire.
+	StageTask = dronetasks.StageTask
+	// StageReport is a Drone stage handler's output, delivered durably by the runtime's reporter:
+	// the stage in its final state, with every step (ids and versions as the server last answered
+	// them), and each step's full log, uploaded before the final stage update.
+	StageReport = dronetasks.StageReport
+	// StepLog is one step's full log.
+	StepLog = dronetasks.StepLog
+)
 
 // BackendOptions configure a Backend.
 type BackendOptions struct {
@@ -229,11 +220,11 @@ func (b *Backend) Report(ctx context.Context, r manager.Result) error {
 		}
 	}
 	for _, l := range rep.Logs {
-		if err := b.opts.Client.Upload(ctx, l.StepID, l.Lines); err != nil {
+		if err := b.opts.Client.Upload(ctx, l.StepId, l.Lines); err != nil {
 			if errs.Retryable(err) {
 				return err
 			}
-			b.logger.Warn("step log refused by the Drone server; going on without it", "stage", id, "step", l.StepID, "err", err)
+			b.logger.Warn("step log refused by the Drone server; going on without it", "stage", id, "step", l.StepId, "err", err)
 		}
 	}
 	if _, err := b.opts.Client.UpdateStage(ctx, rep.Stage); err != nil {

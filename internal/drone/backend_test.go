@@ -72,7 +72,7 @@ func TestBackendRunsAStageThroughThePort(t *testing.T) {
 	stage.Status, stage.Stopped = "success", time.Now().Unix()
 	stage.Steps[0].Status, stage.Steps[0].Stopped = "success", time.Now().Unix()
 	data, err := json.Marshal(drone.StageReport{Stage: stage, Logs: []drone.StepLog{
-		{StepID: stage.Steps[0].Id, Lines: []drone.Line{{Pos: 0, Out: "hi\n"}}},
+		{StepId: stage.Steps[0].Id, Lines: []drone.Line{{Pos: 0, Out: "hi\n"}}},
 	}})
 	require.NoError(t, err)
 	require.NoError(t, b.Report(ctx, manager.Result{TaskID: ev.TaskID, TaskType: drone.TaskType, Code: manager.CodeOK, Data: data}))
