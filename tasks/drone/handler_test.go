@@ -18,8 +18,8 @@ import (
 	"github.com/dlite-dev/dlite/internal/engine/host"
 	"github.com/dlite-dev/dlite/internal/engine/logstream"
 	"github.com/dlite-dev/dlite/internal/manager"
-	tasksdrone "github.com/dlite-dev/dlite/tasks/drone"
 	"github.com/dlite-dev/dlite/mockmanager"
+	tasksdrone "github.com/dlite-dev/dlite/tasks/drone"
 )
 
 // rig is a Drone stage handler over a host-only engine, against a mock Drone server, with the
@@ -212,4 +212,3 @@ func TestCancelStopsTheRunningStep(t *testing.T) {
 	require.Equal(t, drone.Status("killed"), byName["long"].Step.Status)
 	require.Equal(t, drone.Status("skipped"), byName["after"].Step.Status)
 }
-
