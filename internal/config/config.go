@@ -79,6 +79,9 @@ type Config struct {
 	DockerAllowSocket bool `env:"DLITE_DOCKER_ALLOW_SOCKET" flag:"docker-allow-socket"`
 	// Drone, when its Host is set, makes the runner a Drone runner.
 	Drone Drone
+	// Demo names the demonstration `dlite run` gives when Embedded: DemoHarness (empty too) or
+	// DemoDrone.
+	Demo string `env:"DLITE_DEMO" flag:"demo"`
 
 	// secretFile records what Load did with AccountSecretFile, so Validate neither takes a
 	// secret read from it for a conflict nor reports a failed read twice.
@@ -172,6 +175,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("docker", string(c.Docker)),
 		slog.Bool("docker_allow_privileged", c.DockerAllowPrivileged),
 		slog.Bool("docker_allow_socket", c.DockerAllowSocket),
+		slog.String("demo", c.Demo),
 		slog.Group("drone",
 			slog.String("proto", c.Drone.Proto),
 			slog.String("host", c.Drone.Host),

@@ -48,6 +48,16 @@ const (
 
 const defaultDroneCapacity = 2
 
+// The demonstrations `dlite run` gives when no manager and no Drone server is configured.
+const (
+	// DemoHarness runs example tasks and a Harness CI stage on an embedded mock manager.
+	DemoHarness = "harness"
+	// DemoDrone runs a Drone pipeline on an embedded mock Drone server.
+	DemoDrone = "drone"
+)
+
+var keyDemo = key{"DLITE_DEMO", "demo"}
+
 var (
 	keyDroneProto      = key{"DRONE_RPC_PROTO", "drone-rpc-proto"}
 	keyDroneHost       = key{"DRONE_RPC_HOST", "drone-rpc-host"}
@@ -86,6 +96,9 @@ func (c *Config) DroneMachine() string {
 func droneSettings() []setting {
 	const g = "Drone server (set DRONE_RPC_HOST to run as a Drone runner instead of against a Harness manager)"
 	return []setting{
+		{key: keyDemo, group: "Demonstration", arg: "NAME", def: DemoHarness,
+			usage: "Demonstration run when neither a manager endpoint nor a Drone host is set: harness (tasks and a CI stage on a mock manager) or drone (a pipeline on a mock Drone server).",
+			parse: func(c *Config, v string) error { c.Demo = strings.ToLower(strings.TrimSpace(v)); return nil }},
 		{key: keyDroneProto, group: g, arg: "PROTO", def: "http",
 			usage: "Scheme of the Drone server: http or https.",
 			parse: func(c *Config, v string) error { c.Drone.Proto = strings.ToLower(strings.TrimSpace(v)); return nil }},
@@ -155,6 +168,19 @@ func parseLabels(v string) (map[string]string, error) {
 		return nil, nil
 	}
 	return labels, nil
+}
+
+// validateDemo checks the demonstration's name, and that one is asked for only where it runs.
+func (c *Config) validateDemo(r *report) {
+	switch c.Demo {
+	case "", DemoHarness:
+	case DemoDrone:
+		if !c.Embedded() {
+			r.add(keyDemo, "is %s, but a demonstration runs only when neither %s nor %s is set", c.Demo, keyManagerEndpoint, keyDroneHost)
+		}
+	default:
+		r.add(keyDemo, "must be %s or %s, got %q", DemoHarness, DemoDrone, c.Demo)
+	}
 }
 
 // validateDrone checks the Drone settings when a Drone host is set.

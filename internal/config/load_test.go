@@ -41,6 +41,9 @@ var droneEnv = map[string]string{
 	"DRONE_RPC_SECRET":       "rpc-secret",
 }
 
+// droneDemoEnv, merged over managerEnv, is the embedded configuration a demonstration runs with.
+var droneDemoEnv = map[string]string{"DLITE_MANAGER_ENDPOINT": "", "DLITE_ACCOUNT_ID": "", "DLITE_ACCOUNT_SECRET": ""}
+
 // fakeMachine is a machine with a fixed host name and home, no client certificate at the default
 // paths, and env as its environment.
 func fakeMachine(t *testing.T, env map[string]string) machine {
@@ -129,6 +132,7 @@ func TestDefaults(t *testing.T) {
 		HTTPAddr:          "127.0.0.1:3000",
 		StateDir:          filepath.Join(home, ".local", "state", "dlite", "spool-stages"),
 		Docker:            DockerAuto,
+		Demo:              DemoHarness,
 		Drone:             Drone{Proto: "http", Capacity: 2, OS: runtime.GOOS, Arch: runtime.GOARCH, Type: DroneTypeDocker},
 	}, c)
 	require.True(t, c.Embedded())
@@ -202,6 +206,7 @@ func TestEachSettingFromEnvAndFlag(t *testing.T) {
 		{keyDocker, "ON", "off", nil, DockerOn, DockerOff, func(c *Config) any { return c.Docker }},
 		{keyDockerAllowPrivileged, "true", "1", nil, true, true, func(c *Config) any { return c.DockerAllowPrivileged }},
 		{keyDockerAllowSocket, "true", "1", nil, true, true, func(c *Config) any { return c.DockerAllowSocket }},
+		{keyDemo, "DRONE", "harness", droneDemoEnv, "drone", "harness", func(c *Config) any { return c.Demo }},
 		{keyDroneProto, "HTTPS", "http", droneEnv, "https://drone.example", "http://drone.example", func(c *Config) any { return c.DroneEndpoint() }},
 		{keyDroneHost, "a.example", "b.example:8080", droneEnv, "a.example", "b.example:8080", func(c *Config) any { return c.Drone.Host }},
 		{keyDroneSecret, "s-a", "s-b", droneEnv, "s-a", "s-b", func(c *Config) any { return c.Drone.Secret }},

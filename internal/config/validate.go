@@ -89,6 +89,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateHTTP(&r)
 	c.validateCI(&r)
+	c.validateDemo(&r)
 
 	return errors.Join(r...)
 }

@@ -307,6 +307,10 @@ func TestDroneSettingsAreValidated(t *testing.T) {
 				`DRONE_RUNNER_CAPACITY (--drone-runner-capacity): must be between 1 and 100000, got "0"`,
 				`DRONE_RUNNER_LABELS (--drone-runner-labels): must be key:value pairs separated by commas, got "nocolon"`,
 				`DRONE_RUNNER_TYPE (--drone-runner-type): must be docker or exec, got "ssh"`}},
+		{"a demonstration with a Drone host", map[string]string{"DRONE_RPC_HOST": "d", "DRONE_RPC_SECRET": "s", "DLITE_DEMO": "drone"},
+			[]string{"DLITE_DEMO (--demo): is drone, but a demonstration runs only when neither"}},
+		{"an unknown demonstration", map[string]string{"DLITE_DEMO": "gitlab"},
+			[]string{`DLITE_DEMO (--demo): must be harness or drone, got "gitlab"`}},
 		{"docker pipelines without Docker", map[string]string{"DRONE_RPC_HOST": "d", "DRONE_RPC_SECRET": "s", "DLITE_DOCKER": "off"},
 			[]string{"DRONE_RUNNER_TYPE (--drone-runner-type): is docker but DLITE_DOCKER (--docker) is off"}},
 	}
