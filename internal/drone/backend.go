@@ -185,6 +185,11 @@ func (b *Backend) Acquire(ctx context.Context, _ string, taskID string) (*manage
 	}
 	details, err := b.opts.Client.Detail(ctx, id)
 	if err != nil {
+		if !errs.Retryable(err) && !errors.Is(err, errs.ErrMalformedResponse) && ctx.Err() == nil {
+			// The stage is this runner's now and is offered to no other: left as it is, it would
+			// stay pending until the server's reaper finds it.
+			b.abandon(ctx, stage, err)
+		}
 		return nil, err
 	}
 	data, err := json.Marshal(StageTask{Stage: details.Stage, Details: details})
@@ -247,6 +252,35 @@ func (b *Backend) Report(ctx context.Context, r manager.Result) error {
 	return nil
 }
 
+// abandon ends a stage accepted here whose details cannot be read: status error, saying why.
+func (b *Backend) abandon(ctx context.Context, stage Stage, cause error) {
+	now := b.opts.Now()
+	stage.Status, stage.ExitCode, stage.Error = gen.StatusError, 255, cutText(fmt.Sprintf("the runner could not read the stage's details: %v", cause))
+	if stage.Started == 0 {
+		stage.Started = now.Unix()
+	}
+	stage.Stopped, stage.Steps = now.Unix(), nil
+	if _, err := b.opts.Client.UpdateStage(ctx, stage); err != nil {
+		b.logger.Error("could not end a stage whose details cannot be read; the server's reaper will", "stage", stage.Id, "err", err)
+	}
+	b.mu.Lock()
+	delete(b.accepted, stage.Id)
+	b.mu.Unlock()
+}
+
+// cutText keeps what a Drone server keeps of an error text, on a rune boundary.
+func cutText(s string) string {
+	const limit = 500
+	if len(s) <= limit {
+		return s
+	}
+	cut := limit
+	for cut > 0 && (s[cut]&0xC0) == 0x80 {
+		cut--
+	}
+	return s[:cut]
+}
+
 // failedReport is the final update of a stage whose handler gave no report: status error (killed
 // when the run was aborted), with the reason.
 func (b *Backend) failedReport(ctx context.Context, id int64, r manager.Result) (StageReport, error) {
@@ -265,9 +299,7 @@ func (b *Backend) failedReport(ctx context.Context, id int64, r manager.Result) 
 	if stage.Error == "" {
 		stage.Error = fmt.Sprintf("the runner could not run the stage (%s)", r.Code)
 	}
-	if len(stage.Error) > 500 {
-		stage.Error = stage.Error[:500]
-	}
+	stage.Error = cutText(stage.Error)
 	return StageReport{Stage: stage}, nil
 }
 

@@ -2,7 +2,10 @@ package drone_test
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -185,4 +188,34 @@ func TestBackendRefusedSecret(t *testing.T) {
 	require.ErrorIs(t, err, errs.ErrUnauthorized)
 	_, err = b.Offer(t.Context(), "m")
 	require.ErrorIs(t, err, errs.ErrUnauthorized)
+}
+
+// TestBackendEndsAStageWhoseDetailsFail ends a stage accepted here whose details the server
+// refuses for good, rather than leave it taken and never run.
+func TestBackendEndsAStageWhoseDetailsFail(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	ds := mockmanager.NewDroneTest(t, mockmanager.DroneOptions{})
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/rpc/v2/stage/") {
+			http.Error(w, "sql: no rows in result set", http.StatusInternalServerError)
+			return
+		}
+		ds.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	b, err := drone.NewBackend(drone.BackendOptions{Client: newClient(t, proxy.URL, ds.Secret()), Filter: execFilter, Machine: "m"})
+	require.NoError(t, err)
+	defer b.Close()
+	queue(t, ds)
+	ev, err := b.Offer(ctx, "m")
+	require.NoError(t, err)
+	_, err = b.Acquire(ctx, "m", ev.TaskID)
+	require.Error(t, err)
+	require.False(t, errs.Retryable(err))
+	id, _ := strconv.ParseInt(ev.TaskID, 10, 64)
+	got, err := ds.Stage(id)
+	require.NoError(t, err)
+	require.Equal(t, drone.Status("error"), got.Stage.Status)
+	require.Contains(t, got.Stage.Error, "could not read the stage's details")
 }

@@ -107,6 +107,13 @@ func (h *Handler) Run(ctx context.Context, t drone.StageTask) drone.StageReport 
 		logger.Warn("Drone stage cannot run", "stage", stage.Id, "err", err)
 		return drone.StageReport{Stage: pipeline.FailStage(stage, err, h.opts.Now())}
 	}
+	if minutes := t.Details.Repository.Timeout; minutes > 0 {
+		// The repository's timeout bounds the stage, as Drone runners do: at its end the running
+		// steps are stopped and the stage ends killed.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(minutes)*time.Minute)
+		defer cancel()
+	}
 	plan := pipeline.NewPlan(p, pipeline.Facts{Repo: t.Details.Repository, Build: t.Details.Build, Stage: stage,
 		System: t.Details.System, Secrets: t.Details.Secrets})
 	r := &stageRun{h: h, plan: plan, stage: stage, sched: pipeline.NewScheduler(plan), logger: logger,
