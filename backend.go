@@ -27,6 +27,8 @@ type backend struct {
 	NewOfferBackoff func() poller.OfferBackoff
 	// CallTimeout bounds one poll or acquire; 0 for the poller's default.
 	CallTimeout time.Duration
+	// UnauthorizedBackoff is the session's wait after refused credentials; zero for its default.
+	UnauthorizedBackoff retry.Policy
 	// Drone is the Drone server's client, which running stages report to; nil for a Harness
 	// manager.
 	Drone *drone.Client
@@ -65,8 +67,9 @@ func provideBackend(cfg *config.Config, opts harness.Options, logger *slog.Logge
 		NewOfferBackoff: func() poller.OfferBackoff {
 			return drone.NewBackoff(retry.Policy{}, retry.Policy{})
 		},
-		CallTimeout: droneCallTimeout,
-		Drone:       c,
+		CallTimeout:         droneCallTimeout,
+		UnauthorizedBackoff: drone.UnauthorizedPolicy,
+		Drone:               c,
 	}, func() { b.Close(); c.CloseIdleConnections() }, nil
 }
 

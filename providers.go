@@ -194,12 +194,13 @@ func provideIdentity(cfg *config.Config, d *dispatch.Dispatcher) runner.Identity
 	return runner.NewIdentity(cfg.Name, endpoint, cfg.Tags, d.Types(), cfg.ParallelWorkers)
 }
 
-func provideSession(cfg *config.Config, mgr manager.Manager, id runner.Identity, x *executor.Executor, logger *slog.Logger) *session.Session {
+func provideSession(cfg *config.Config, b backend, mgr manager.Manager, id runner.Identity, x *executor.Executor, logger *slog.Logger) *session.Session {
 	return session.New(session.Options{
-		Manager:  mgr,
-		Describe: func() manager.Delegate { return id.Describe(x.RunningIDs(), time.Now()) },
-		Interval: cfg.HeartbeatInterval,
-		Logger:   logger,
+		Manager:             mgr,
+		UnauthorizedBackoff: b.UnauthorizedBackoff,
+		Describe:            func() manager.Delegate { return id.Describe(x.RunningIDs(), time.Now()) },
+		Interval:            cfg.HeartbeatInterval,
+		Logger:              logger,
 	})
 }
 

@@ -61,7 +61,7 @@ func assemble(cfg *config.Config, h handlers, logger *slog.Logger) (*runtime, fu
 	}
 	reporter := provideReporter(cfg, manager, spool, recorder, signal, logger)
 	executor := provideExecutor(dispatcher, pool, reporter, recorder, logger)
-	session := provideSession(cfg, manager, identity, executor, logger)
+	session := provideSession(cfg, dliteBackend, manager, identity, executor, logger)
 	controller := provideAdmission(cfg, logger)
 	poller := providePoller(cfg, dliteBackend, manager, pool, executor, session, controller, dispatcher, recorder, signal, logger)
 	runner := provideRunner(session, poller, executor, reporter, controller, logger)

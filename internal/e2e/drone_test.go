@@ -254,7 +254,10 @@ func TestDroneWrongSecret(t *testing.T) {
 	t.Parallel()
 	ds := mockmanager.NewDroneTest(t, mockmanager.DroneOptions{})
 	p := startProc(t, droneRunnerEnv(ds.URL, "not-the-secret", "drone-wrong", t.TempDir(), "exec", "DLITE_DOCKER=off"))
-	require.Eventually(t, func() bool { return strings.Contains(p.out.String(), "401") }, waitFor, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Contains(p.out.String(), "registration refused") }, waitFor, 20*time.Millisecond,
+		"a clear error")
+	require.Contains(t, p.out.String(), "level=ERROR")
+	require.Contains(t, p.out.String(), "refused the RPC secret (401)")
 	time.Sleep(5 * time.Second)
 	var refused int64
 	for _, rc := range ds.Requests() {
@@ -263,7 +266,7 @@ func TestDroneWrongSecret(t *testing.T) {
 		}
 	}
 	require.Positive(t, refused)
-	require.LessOrEqual(t, refused, int64(10), "a refused secret is retried slowly: %v", ds.Requests())
+	require.LessOrEqual(t, refused, int64(3), "a refused secret is retried slowly: %v", ds.Requests())
 	require.True(t, p.running(), "the runner keeps running, for an operator to fix the secret")
 }
 
