@@ -282,3 +282,39 @@ func TestDroneMalformedYAML(t *testing.T) {
 	require.Equal(t, droneapi.Status("success"), good.Stage.Status)
 	require.True(t, p.running())
 }
+
+// A cancel while a container step runs: the container is gone within seconds, and the stage ends
+// killed.
+func TestDroneCancelDockerStep(t *testing.T) {
+	t.Parallel()
+	img := dockertest.Image(t)
+	ds := mockmanager.NewDroneTest(t, mockmanager.DroneOptions{})
+	startProc(t, droneRunnerEnv(ds.URL, ds.Secret(), "drone-docker-cancel", t.TempDir(), "docker", "DLITE_DOCKER=on"))
+	// A stage no runner takes first: the stage under test is then numbered 2, and its engine
+	// stage id differs from the other Docker test's, whose leftovers are looked up by it too.
+	_, err := ds.QueueBuild(mockmanager.NewBuild{Yaml: "kind: pipeline\nname: default\n",
+		Stages: []mockmanager.NewStage{{Name: "default", Type: "nobody-takes-it"}}})
+	require.NoError(t, err)
+	id := droneBuild(t, ds, fmt.Sprintf("kind: pipeline\ntype: docker\nname: default\nsteps:\n- name: long\n  image: %s\n  pull: never\n  commands: [sleep 300]\n", img), "docker")
+	b, err := ds.Build(id)
+	require.NoError(t, err)
+	stageID := fmt.Sprintf("drone-%d", b.Stages[0].Stage.Id)
+	require.Equal(t, "drone-2", stageID)
+	require.Eventually(t, func() bool {
+		b, err := ds.Build(id)
+		return err == nil && len(b.Stages[0].Steps) == 1 && b.Stages[0].Steps[0].Step.Status == "running" &&
+			len(dockertest.Leftovers(t, stageID)) > 0
+	}, waitFor, 50*time.Millisecond, "the step's container runs")
+	_, err = ds.CancelBuild(id)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(dockertest.Leftovers(t, stageID)) == 0 }, 30*time.Second, 100*time.Millisecond,
+		"the container is gone")
+	require.Eventually(t, func() bool {
+		b, err := ds.Build(id)
+		return err == nil && b.Stages[0].Stage.ExitCode == 137
+	}, waitFor, 20*time.Millisecond, "the runner's final update lands")
+	b, err = ds.Build(id)
+	require.NoError(t, err)
+	require.Equal(t, droneapi.Status("killed"), b.Stages[0].Stage.Status)
+	require.Equal(t, droneapi.Status("killed"), b.Stages[0].Steps[0].Step.Status)
+}

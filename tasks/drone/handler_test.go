@@ -212,3 +212,23 @@ func TestCancelStopsTheRunningStep(t *testing.T) {
 	require.Equal(t, drone.Status("killed"), byName["long"].Step.Status)
 	require.Equal(t, drone.Status("skipped"), byName["after"].Step.Status)
 }
+
+func TestDetachedStepRunsBesideTheOthersAndEndsWithTheStage(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	task, id := r.take(t, "kind: pipeline\ntype: exec\nname: default\nsteps:\n- name: service\n  detach: true\n  commands: [echo $$ > "+pidFile+"; exec sleep 60]\n- name: client\n  depends_on: [service]\n  commands: [sleep 0.2, cat "+pidFile+"]\n")
+	rep := r.handler.Run(t.Context(), task)
+	st := r.deliver(t, id, rep)
+	require.Equal(t, drone.Status("success"), st.Stage.Status)
+	byName := steps(st)
+	require.True(t, byName["service"].Step.Detached)
+	require.Equal(t, drone.Status("success"), byName["client"].Step.Status)
+	b, err := os.ReadFile(pidFile)
+	require.NoError(t, err)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	require.NoError(t, err)
+	require.Contains(t, logText(t, byName["client"]), strconv.Itoa(pid), "the client ran while the service did")
+	require.Eventually(t, func() bool { return syscall.Kill(pid, 0) != nil }, 10*time.Second, 10*time.Millisecond,
+		"the detached step ends with the stage")
+}
