@@ -144,3 +144,30 @@ func TestOffersForwardAborts(t *testing.T) {
 		return len(tb.aborted) == 1 && tb.aborted[0] == "a"
 	}, 10*time.Second, time.Millisecond)
 }
+
+func TestOffersBackoffEndsWhenTheManagerAnswers(t *testing.T) {
+	t.Parallel()
+	o := newOffers()
+	o.failures = []error{errs.ErrManagerUnavailable}
+	slots := pool.New(1)
+	tb := newTable(slots)
+	p := poller.New(poller.Options{
+		Source: o, Slots: slots, Tasks: tb, Session: &activeSession{}, Admitter: admitAll{},
+		Supports:        func(typ string) bool { return typ == "SHELL_SCRIPT_TASK" },
+		Interval:        time.Millisecond,
+		CallTimeout:     time.Hour,
+		NewOfferBackoff: func() poller.OfferBackoff { return stepBackoff{time.Hour} },
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx, ctx) }()
+	defer func() { cancel(); <-done; tb.finishAll(); _ = slots.Wait(context.Background()) }()
+
+	require.Eventually(t, func() bool { _, _, polls := o.open(); return polls == 1 }, 10*time.Second, time.Millisecond)
+	time.Sleep(20 * time.Millisecond)
+	_, _, polls := o.open()
+	require.Equal(t, 1, polls, "the failed offer waits for its backoff")
+	p.ManagerAnswered()
+	require.Eventually(t, func() bool { n, _, _ := o.open(); return n == 1 }, 10*time.Second, time.Millisecond,
+		"an answer from the manager to another call ends the backoff")
+}
