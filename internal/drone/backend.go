@@ -45,6 +45,8 @@ type BackendOptions struct {
 	// WatchBackoff makes the backoff of each build's watch after a failed watch. Default
 	// NewBackoff with the package's policies.
 	WatchBackoff func() *Backoff
+	// WatchStagger is how long after a build's first watch its second one opens. Default 250ms.
+	WatchStagger time.Duration
 	// Now is the clock; default time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -53,9 +55,9 @@ type BackendOptions struct {
 // Backend is a Drone server behind the runtime's manager port. A poll is a long poll offering one
 // stage (it implements manager.Offerer); an acquire accepts the stage with the server's version
 // check (409: another runner took it) and reads its details into the task's data; a
-// registration and a heartbeat are pings. While a stage runs, its build is watched without a gap,
-// a watch reopened at once after each that ended with nothing, and a cancel names the stage on
-// Aborts (manager.AbortSource). Report delivers a stage handler's StageReport: the logs, then
+// registration and a heartbeat are pings. While a stage runs, its build is watched without a gap
+// (two staggered watches, each reopened at once after it ended with nothing), and a cancel names
+// the stage on Aborts (manager.AbortSource). Report delivers a stage handler's StageReport: the logs, then
 // the final stage update, reloading the stage's version and trying again when a cancel on the
 // server raised it.
 type Backend struct {
@@ -96,6 +98,9 @@ func NewBackend(opts BackendOptions) (*Backend, error) {
 	}
 	if opts.WatchBackoff == nil {
 		opts.WatchBackoff = func() *Backoff { return NewBackoff(retry.Policy{}, retry.Policy{}) }
+	}
+	if opts.WatchStagger <= 0 {
+		opts.WatchStagger = 250 * time.Millisecond
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -281,8 +286,8 @@ func cutText(s string) string {
 	return s[:cut]
 }
 
-// failedReport is the final update of a stage whose handler gave no report: status error (killed
-// when the run was aborted), with the reason.
+// failedReport is the final update of a stage whose handler gave no report: status error, or
+// killed when the run was aborted or the runner shut down, with the reason.
 func (b *Backend) failedReport(ctx context.Context, id int64, r manager.Result) (StageReport, error) {
 	details, err := b.opts.Client.Detail(ctx, id)
 	if err != nil {
@@ -295,6 +300,10 @@ func (b *Backend) failedReport(ctx context.Context, id int64, r manager.Result) 
 	}
 	stage.Stopped, stage.Machine = now, b.opts.Machine
 	stage.Status, stage.ExitCode = gen.StatusError, 255
+	if r.Error == errs.ErrAborted.Error() || r.Error == errs.ErrShuttingDown.Error() {
+		// Stopped before its handler could answer: the stage was killed, not broken.
+		stage.Status, stage.ExitCode = gen.StatusKilled, 137
+	}
 	stage.Error = r.Error
 	if stage.Error == "" {
 		stage.Error = fmt.Sprintf("the runner could not run the stage (%s)", r.Code)
@@ -313,7 +322,19 @@ func (b *Backend) watch(buildID, stage int64) {
 	}
 	ctx, cancel := context.WithCancel(b.base)
 	b.watches[buildID] = &buildWatch{stages: map[int64]bool{stage: true}, cancel: cancel}
-	b.wg.Go(func() { b.watchLoop(ctx, buildID) })
+	var once sync.Once
+	fire := func() {
+		once.Do(func() {
+			b.fireAborts(buildID)
+			cancel()
+		})
+	}
+	// Two watches, the second opened WatchStagger after the first: each is reopened at once when
+	// it ends with nothing, but between its end and the next one reaching the server a cancel
+	// would find no watch open (the server tells only the watches open at the moment), so the
+	// other one is open then.
+	b.wg.Go(func() { b.watchLoop(ctx, buildID, 0, fire) })
+	b.wg.Go(func() { b.watchLoop(ctx, buildID, b.opts.WatchStagger, fire) })
 }
 
 // done forgets a reported stage, and stops its build's watch when no other stage of it runs here.
@@ -332,9 +353,12 @@ func (b *Backend) done(stage int64) {
 	}
 }
 
-// watchLoop keeps a watch open on the build until ctx ends or the build is cancelled, reopening
-// it at once after each that ended with nothing, so no cancel falls between two watches.
-func (b *Backend) watchLoop(ctx context.Context, buildID int64) {
+// watchLoop keeps a watch open on the build, from delay on, until ctx ends or the build is
+// cancelled (then it calls fire), reopening it at once after each that ended with nothing.
+func (b *Backend) watchLoop(ctx context.Context, buildID int64, delay time.Duration, fire func()) {
+	if retry.Sleep(ctx, delay) != nil {
+		return
+	}
 	failures := b.opts.WatchBackoff()
 	for {
 		cancelled, err := b.opts.Client.Watch(ctx, buildID)
@@ -351,26 +375,30 @@ func (b *Backend) watchLoop(ctx context.Context, buildID int64) {
 			continue
 		}
 		failures.Reset()
-		if !cancelled {
-			continue
+		if cancelled {
+			fire()
+			return
 		}
-		b.mu.Lock()
-		var stages []int64
-		if w, ok := b.watches[buildID]; ok {
-			for id := range w.stages {
-				stages = append(stages, id)
-			}
+	}
+}
+
+// fireAborts names every stage of the cancelled build running here on Aborts.
+func (b *Backend) fireAborts(buildID int64) {
+	b.mu.Lock()
+	var stages []int64
+	if w, ok := b.watches[buildID]; ok {
+		for id := range w.stages {
+			stages = append(stages, id)
 		}
-		b.mu.Unlock()
-		b.logger.Info("build cancelled on the Drone server; stopping its stages", "build", buildID, "stages", len(stages))
-		for _, id := range stages {
-			select {
-			case b.aborts <- strconv.FormatInt(id, 10):
-			case <-ctx.Done():
-				return
-			}
+	}
+	b.mu.Unlock()
+	b.logger.Info("build cancelled on the Drone server; stopping its stages", "build", buildID, "stages", len(stages))
+	for _, id := range stages {
+		select {
+		case b.aborts <- strconv.FormatInt(id, 10):
+		case <-b.base.Done():
+			return
 		}
-		return
 	}
 }
 

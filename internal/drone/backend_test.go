@@ -219,3 +219,23 @@ func TestBackendEndsAStageWhoseDetailsFail(t *testing.T) {
 	require.Equal(t, drone.Status("error"), got.Stage.Status)
 	require.Contains(t, got.Stage.Error, "could not read the stage's details")
 }
+
+// TestBackendReportOfAnAbortedStageWithoutData ends a stage aborted before its handler answered
+// as killed.
+func TestBackendReportOfAnAbortedStageWithoutData(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	ds := mockmanager.NewDroneTest(t, mockmanager.DroneOptions{})
+	b := newBackend(t, ds, "runner-1")
+	queue(t, ds)
+	ev, err := b.Offer(ctx, "runner-1")
+	require.NoError(t, err)
+	_, err = b.Acquire(ctx, "runner-1", ev.TaskID)
+	require.NoError(t, err)
+	require.NoError(t, b.Report(ctx, manager.Result{TaskID: ev.TaskID, Code: manager.CodeFailed, Error: errs.ErrAborted.Error()}))
+	id, _ := strconv.ParseInt(ev.TaskID, 10, 64)
+	got, err := ds.Stage(id)
+	require.NoError(t, err)
+	require.Equal(t, drone.Status("killed"), got.Stage.Status)
+	require.Equal(t, 137, got.Stage.ExitCode)
+}
