@@ -117,7 +117,7 @@ func (h *Handler) Run(ctx context.Context, t drone.StageTask) drone.StageReport 
 	plan := pipeline.NewPlan(p, pipeline.Facts{Repo: t.Details.Repository, Build: t.Details.Build, Stage: stage,
 		System: t.Details.System, Secrets: t.Details.Secrets})
 	r := &stageRun{h: h, plan: plan, stage: stage, sched: pipeline.NewScheduler(plan), logger: logger,
-		engineID: fmt.Sprintf("drone-%d", stage.Id)}
+		engineID: fmt.Sprintf("drone-%d", stage.Id), trusted: t.Details.Repository.Trusted}
 	return r.run(ctx)
 }
 
@@ -130,6 +130,8 @@ type stageRun struct {
 	sched    *pipeline.Scheduler
 	logger   *slog.Logger
 	engineID string
+	// trusted is the repository's trust, which host volumes need.
+	trusted bool
 }
 
 // stepDone is how one step's run ended.
@@ -155,7 +157,11 @@ func (r *stageRun) run(ctx context.Context) drone.StageReport {
 		return drone.StageReport{Stage: pipeline.FailStage(r.stage, fmt.Errorf("the Drone server did not take the stage's start: %w", err), r.h.opts.Now())}
 	}
 
-	spec := engine.StageSpec{ID: r.engineID, Secrets: r.plan.Secrets, Logs: logstreamConfig()}
+	volumes, err := stageVolumes(r.plan.Pipeline, r.trusted)
+	if err != nil {
+		return r.final(err)
+	}
+	spec := engine.StageSpec{ID: r.engineID, Secrets: r.plan.Secrets, Logs: logstreamConfig(), Volumes: volumes}
 	if _, err := r.h.opts.Engine.Setup(ctx, spec); err != nil {
 		r.cleanup(ctx)
 		return r.final(fmt.Errorf("the stage could not be set up: %w", err))

@@ -232,3 +232,13 @@ func TestDetachedStepRunsBesideTheOthersAndEndsWithTheStage(t *testing.T) {
 	require.Eventually(t, func() bool { return syscall.Kill(pid, 0) != nil }, 10*time.Second, 10*time.Millisecond,
 		"the detached step ends with the stage")
 }
+
+func TestHostVolumesNeedATrustedRepository(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	task, id := r.take(t, "kind: pipeline\ntype: docker\nname: default\nvolumes:\n- name: sock\n  host:\n    path: /var/run/docker.sock\nsteps:\n- name: a\n  image: busybox\n  volumes:\n  - name: sock\n    path: /var/run/docker.sock\n  commands: [true]\n")
+	st := r.deliver(t, id, r.handler.Run(t.Context(), task))
+	require.Equal(t, drone.Status("error"), st.Stage.Status)
+	require.Contains(t, st.Stage.Error, `volume "sock" is a host volume, which only a trusted repository may use`)
+	require.Equal(t, drone.Status("skipped"), steps(st)["a"].Step.Status)
+}

@@ -14,6 +14,32 @@ import (
 
 func logstreamConfig() logstream.Config { return logstream.Config{Kind: LogKind} }
 
+// stageVolumes translates a docker pipeline's volumes: temp volumes live as long as the stage;
+// host volumes, which give steps the runner's host, only for a trusted repository, as Drone
+// runners allow them.
+func stageVolumes(p *pipeline.Pipeline, trusted bool) ([]engine.Volume, error) {
+	if p.Type != pipeline.TypeDocker {
+		return nil, nil
+	}
+	var out []engine.Volume
+	for _, v := range p.Volumes {
+		switch {
+		case v.Host != nil:
+			if !trusted {
+				return nil, fmt.Errorf("volume %q is a host volume, which only a trusted repository may use", v.Name)
+			}
+			out = append(out, engine.Volume{Name: v.Name, Host: &engine.HostVolume{Path: v.Host.Path}})
+		default:
+			medium := ""
+			if v.Temp != nil {
+				medium = v.Temp.Medium
+			}
+			out = append(out, engine.Volume{Name: v.Name, Temp: &engine.TempVolume{Medium: medium}})
+		}
+	}
+	return out, nil
+}
+
 // stepSpec translates a step about to start into an engine step: commands as one shell script
 // that echoes each command before it runs it and stops at the first that fails, as Drone runners
 // do; in a container for docker pipelines (a plugin without commands runs its image's own
@@ -37,6 +63,9 @@ func (r *stageRun) stepSpec(st pipeline.Start) engine.StepSpec {
 	if r.plan.Pipeline.Type == pipeline.TypeDocker {
 		spec.Image, spec.Privileged = ps.Image, ps.Step.Privileged
 		spec.Pull = pullPolicy(ps.Step.Pull)
+		for _, m := range ps.Step.Volumes {
+			spec.Volumes = append(spec.Volumes, engine.VolumeMount{Name: m.Name, Path: m.Path})
+		}
 		// The engine mounts the stage's workspace, shared by every step, here.
 		env["DRONE_WORKSPACE"], env["DRONE_WORKSPACE_BASE"] = docker.WorkspacePath, docker.WorkspacePath
 		if script != nil {
