@@ -17,6 +17,10 @@ import (
 // droneCallTimeout bounds one call to a Drone server: above its 30 s long polls.
 const droneCallTimeout = time.Minute
 
+// droneStopMargin is what a cancelled Drone stage may take beyond its steps' kill grace to
+// answer: the step updates and the engine's cleanup.
+const droneStopMargin = 20 * time.Second
+
 // backend is the manager the runtime talks to, as configured: a Harness manager, or a Drone
 // server when DRONE_RPC_HOST is set. Above it, the runtime is the same for both.
 type backend struct {

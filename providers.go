@@ -13,6 +13,7 @@ import (
 	"github.com/dlite-dev/dlite/internal/config"
 	"github.com/dlite-dev/dlite/internal/contact"
 	"github.com/dlite-dev/dlite/internal/dispatch"
+	"github.com/dlite-dev/dlite/internal/engine"
 	"github.com/dlite-dev/dlite/internal/executor"
 	"github.com/dlite-dev/dlite/internal/harness"
 	"github.com/dlite-dev/dlite/internal/httpapi"
@@ -154,12 +155,19 @@ func provideDispatcher(cfg *config.Config, h handlers, ci ciTasks, dt droneTasks
 	if dt.Register != nil {
 		servers = append(slices.Clip(servers), dispatch.TaskServer(dt))
 	}
-	return dispatch.New(dispatch.Options{
+	opts := dispatch.Options{
 		Servers:      servers,
 		Legacy:       h.Legacy,
 		MaxDataBytes: cfg.MaxTaskDataBytes,
 		Logger:       logger,
-	})
+	}
+	if dt.Register != nil {
+		// A cancelled Drone stage answers once its steps are stopped, which takes up to the
+		// engine's kill grace for a container that ignores SIGTERM; its answer is the stage's
+		// final state, worth the wait.
+		opts.AbandonAfter = engine.DefaultKillGrace + droneStopMargin
+	}
+	return dispatch.New(opts)
 }
 
 func providePool(cfg *config.Config) *pool.Pool { return pool.New(cfg.ParallelWorkers) }

@@ -127,7 +127,8 @@ func TestDroneExecPipeline(t *testing.T) {
 	require.NotContains(t, first, "drone-e2e-secret")
 }
 
-// A docker pipeline on the real binary: steps in containers sharing the workspace.
+// A docker pipeline on the real binary: steps in containers sharing the workspace and a temp
+// volume.
 func TestDroneDockerPipeline(t *testing.T) {
 	t.Parallel()
 	img := dockertest.Image(t)
@@ -136,15 +137,24 @@ func TestDroneDockerPipeline(t *testing.T) {
 	yaml := fmt.Sprintf(`kind: pipeline
 type: docker
 name: default
+volumes:
+- name: cache
+  temp: {}
 steps:
 - name: write
   image: %[1]s
   pull: never
-  commands: [echo from a container > shared.txt]
+  volumes:
+  - name: cache
+    path: /cache
+  commands: [echo from a container > shared.txt, echo cached > /cache/c]
 - name: read
   image: %[1]s
   pull: never
-  commands: [cat shared.txt, exit 4]
+  volumes:
+  - name: cache
+    path: /cache
+  commands: [cat shared.txt /cache/c, exit 4]
   failure: ignore
 `, img)
 	st := waitDrone(t, ds, droneBuild(t, ds, yaml, "docker"))
@@ -153,7 +163,7 @@ steps:
 	require.Equal(t, droneapi.Status("success"), steps["write"].Step.Status)
 	require.Equal(t, droneapi.Status("failure"), steps["read"].Step.Status)
 	require.Equal(t, 4, steps["read"].Step.ExitCode)
-	require.Contains(t, droneLog(t, steps["read"]), "from a container")
+	require.Contains(t, droneLog(t, steps["read"]), "from a container\ncached\n")
 }
 
 // A cancel on the server while a step runs: the watch hears it, the step's process is gone
@@ -295,16 +305,24 @@ func TestDroneCancelDockerStep(t *testing.T) {
 	_, err := ds.QueueBuild(mockmanager.NewBuild{Yaml: "kind: pipeline\nname: default\n",
 		Stages: []mockmanager.NewStage{{Name: "default", Type: "nobody-takes-it"}}})
 	require.NoError(t, err)
-	id := droneBuild(t, ds, fmt.Sprintf("kind: pipeline\ntype: docker\nname: default\nsteps:\n- name: long\n  image: %s\n  pull: never\n  commands: [sleep 300]\n", img), "docker")
+	id := droneBuild(t, ds, fmt.Sprintf("kind: pipeline\ntype: docker\nname: default\nsteps:\n- name: long\n  image: %s\n  pull: never\n  commands: [echo started, sleep 300]\n", img), "docker")
 	b, err := ds.Build(id)
 	require.NoError(t, err)
 	stageID := fmt.Sprintf("drone-%d", b.Stages[0].Stage.Id)
 	require.Equal(t, "drone-2", stageID)
 	require.Eventually(t, func() bool {
 		b, err := ds.Build(id)
-		return err == nil && len(b.Stages[0].Steps) == 1 && b.Stages[0].Steps[0].Step.Status == "running" &&
-			len(dockertest.Leftovers(t, stageID)) > 0
-	}, waitFor, 50*time.Millisecond, "the step's container runs")
+		if err != nil || len(b.Stages[0].Steps) != 1 {
+			return false
+		}
+		for _, l := range b.Stages[0].Steps[0].Lines {
+			if l.Out == "started\n" {
+				return true
+			}
+		}
+		return false
+	}, waitFor, 50*time.Millisecond, "the step's container runs, its first line sent in a batch")
+	require.Contains(t, strings.Join(dockertest.Leftovers(t, stageID), " "), "container ")
 	_, err = ds.CancelBuild(id)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return len(dockertest.Leftovers(t, stageID)) == 0 }, 30*time.Second, 100*time.Millisecond,
