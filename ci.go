@@ -13,6 +13,7 @@ import (
 
 	"github.com/dlite-dev/dlite/errs"
 	"github.com/dlite-dev/dlite/gen/citasks"
+	"github.com/dlite-dev/dlite/gen/dronetasks"
 	"github.com/dlite-dev/dlite/internal/config"
 	"github.com/dlite-dev/dlite/internal/dispatch"
 	"github.com/dlite-dev/dlite/internal/engine"
@@ -21,17 +22,26 @@ import (
 	"github.com/dlite-dev/dlite/internal/engine/logstream"
 	"github.com/dlite-dev/dlite/internal/harnesslog"
 	"github.com/dlite-dev/dlite/tasks/ci"
+	tasksdrone "github.com/dlite-dev/dlite/tasks/drone"
 )
 
 // ciSet builds the stage engine once per runner and the CI task server over it, when the runner
 // runs CI stages.
-var ciSet = wire.NewSet(provideStageEngine, provideCITasks)
+var ciSet = wire.NewSet(provideStageEngine, provideCITasks, provideDroneTasks)
 
 // dockerStartTimeout bounds the search for a Docker daemon at start.
 const dockerStartTimeout = 15 * time.Second
 
 // stageEngine is the runner's stage engine; nil when the runner runs no CI stages.
-type stageEngine struct{ *engine.Engine }
+type stageEngine struct {
+	*engine.Engine
+	// DroneLogs carries Drone step logs; nil unless the runner serves a Drone server.
+	DroneLogs *tasksdrone.Logs
+}
+
+// droneTasks is the Drone stage task server; its Register is nil unless the runner serves a
+// Drone server.
+type droneTasks dispatch.TaskServer
 
 // ciTasks is the CI task server; its Register is nil when the runner runs no CI stages.
 type ciTasks dispatch.TaskServer
@@ -39,8 +49,10 @@ type ciTasks dispatch.TaskServer
 // provideStageEngine builds the stage engine: stage records under DLITE_STATE_DIR, steps on the
 // host and, as DLITE_DOCKER says, in Docker, and step logs to the Harness log service. Its cleanup
 // releases the Docker client; stages live on, on disk, for the next runner on this state directory.
-func provideStageEngine(cfg *config.Config, h handlers, logger *slog.Logger) (stageEngine, func(), error) {
-	if !h.CI {
+// A runner serving a Drone server always has one: its stages run on it, their step logs going to
+// the Drone server.
+func provideStageEngine(cfg *config.Config, h handlers, b backend, logger *slog.Logger) (stageEngine, func(), error) {
+	if !h.CI && b.Drone == nil {
 		return stageEngine{}, func() {}, nil
 	}
 	const op = "stage engine"
@@ -56,6 +68,11 @@ func provideStageEngine(cfg *config.Config, h handlers, logger *slog.Logger) (st
 		RunnerID: id,
 		StateDir: cfg.StateDir,
 		Logger:   logger.With("component", "engine"),
+	}
+	var droneLogs *tasksdrone.Logs
+	if b.Drone != nil {
+		droneLogs = tasksdrone.NewLogs(b.Drone)
+		opts.Logs.(logstream.Registry)[tasksdrone.LogKind] = droneLogs
 	}
 	cleanup := func() {}
 	if cfg.Docker != config.DockerOff {
@@ -78,13 +95,26 @@ func provideStageEngine(cfg *config.Config, h handlers, logger *slog.Logger) (st
 		return stageEngine{}, nil, errs.Wrap(errs.CodeInvalidConfig, op, err)
 	}
 	logger.Info("stage engine ready", "state_dir", cfg.StateDir, "docker", opts.Docker != nil, "runner_id", id)
-	return stageEngine{e}, cleanup, nil
+	return stageEngine{Engine: e, DroneLogs: droneLogs}, cleanup, nil
+}
+
+// provideDroneTasks is the task server of Drone stages over the engine, reporting to the Drone
+// server while they run.
+func provideDroneTasks(e stageEngine, b backend) (droneTasks, error) {
+	if b.Drone == nil || e.Engine == nil {
+		return droneTasks{}, nil
+	}
+	h, err := tasksdrone.New(tasksdrone.Options{Engine: e.Engine, Wire: b.Drone, Logs: e.DroneLogs})
+	if err != nil {
+		return droneTasks{}, errs.Wrap(errs.CodeInvalidConfig, "Drone stage tasks", err)
+	}
+	return droneTasks{Spec: dronetasks.GetSpec, Register: func(e *echo.Echo) { h.Register(e) }}, nil
 }
 
 // provideCITasks is the task server of the six CI stage task types over the engine. Its handlers
 // log through the task's logger, which the runtime hands them.
-func provideCITasks(e stageEngine) (ciTasks, error) {
-	if e.Engine == nil {
+func provideCITasks(hs handlers, e stageEngine) (ciTasks, error) {
+	if e.Engine == nil || !hs.CI {
 		return ciTasks{}, nil
 	}
 	h, err := ci.New(ci.Options{Engine: e.Engine})

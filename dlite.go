@@ -18,6 +18,9 @@ import (
 // environment variable each comes from.
 type Config = config.Config
 
+// DemoDrone is the Config.Demo (DLITE_DEMO) of the Drone demonstration.
+const DemoDrone = config.DemoDrone
+
 // TLS is the part of Config that says how the runner trusts the manager.
 type TLS = config.TLS
 

@@ -13,6 +13,7 @@ import (
 	"github.com/dlite-dev/dlite/internal/config"
 	"github.com/dlite-dev/dlite/internal/contact"
 	"github.com/dlite-dev/dlite/internal/dispatch"
+	"github.com/dlite-dev/dlite/internal/engine"
 	"github.com/dlite-dev/dlite/internal/executor"
 	"github.com/dlite-dev/dlite/internal/harness"
 	"github.com/dlite-dev/dlite/internal/httpapi"
@@ -55,7 +56,7 @@ type runtime struct {
 // runtimeSet assembles a runner from the configuration: the composition root of the runtime.
 var runtimeSet = wire.NewSet(
 	provideManagerOptions,
-	provideHarness,
+	provideBackend,
 	contact.ProviderSet,
 	provideManager,
 	provideDispatcher,
@@ -90,20 +91,10 @@ func provideManagerOptions(cfg *config.Config, logger *slog.Logger) harness.Opti
 	}
 }
 
-// provideHarness makes the manager client; its cleanup closes the connections it keeps alive, so
-// a stopped runner leaves nothing open behind it.
-func provideHarness(opts harness.Options) (*harness.Client, func(), error) {
-	c, err := harness.New(opts)
-	if err != nil {
-		return nil, nil, err
-	}
-	return c, c.CloseIdleConnections, nil
-}
-
 // provideManager is the manager as the runtime talks to it: the client, with every call timed,
 // raising sig whenever the manager answers.
-func provideManager(c *harness.Client, rec *telemetry.Recorder, sig *contact.Signal) manager.Manager {
-	return contact.Watch(rec.InstrumentManager(c), sig)
+func provideManager(b backend, rec *telemetry.Recorder, sig *contact.Signal) manager.Manager {
+	return contact.Watch(rec.InstrumentManager(b.Manager), sig)
 }
 
 func provideRecorderOptions(d *dispatch.Dispatcher) telemetry.RecorderOptions {
@@ -156,17 +147,27 @@ func provideHTTP(cfg *config.Config, mon *telemetry.Monitor, e stageEngine, logg
 	return srv, func() { _ = srv.Close() }, nil
 }
 
-func provideDispatcher(cfg *config.Config, h handlers, ci ciTasks, logger *slog.Logger) (*dispatch.Dispatcher, error) {
+func provideDispatcher(cfg *config.Config, h handlers, ci ciTasks, dt droneTasks, logger *slog.Logger) (*dispatch.Dispatcher, error) {
 	servers := h.Servers
 	if ci.Register != nil {
 		servers = append(slices.Clip(servers), dispatch.TaskServer(ci))
 	}
-	return dispatch.New(dispatch.Options{
+	if dt.Register != nil {
+		servers = append(slices.Clip(servers), dispatch.TaskServer(dt))
+	}
+	opts := dispatch.Options{
 		Servers:      servers,
 		Legacy:       h.Legacy,
 		MaxDataBytes: cfg.MaxTaskDataBytes,
 		Logger:       logger,
-	})
+	}
+	if dt.Register != nil {
+		// A cancelled Drone stage answers once its steps are stopped, which takes up to the
+		// engine's kill grace for a container that ignores SIGTERM; its answer is the stage's
+		// final state, worth the wait.
+		opts.AbandonAfter = engine.DefaultKillGrace + droneStopMargin
+	}
+	return dispatch.New(opts)
 }
 
 func providePool(cfg *config.Config) *pool.Pool { return pool.New(cfg.ParallelWorkers) }
@@ -194,15 +195,20 @@ func provideExecutor(d *dispatch.Dispatcher, p *pool.Pool, r *reporter.Reporter,
 }
 
 func provideIdentity(cfg *config.Config, d *dispatch.Dispatcher) runner.Identity {
-	return runner.NewIdentity(cfg.Name, cfg.Endpoint(), cfg.Tags, d.Types(), cfg.ParallelWorkers)
+	endpoint := cfg.Endpoint()
+	if cfg.IsDrone() {
+		endpoint = cfg.DroneEndpoint()
+	}
+	return runner.NewIdentity(cfg.Name, endpoint, cfg.Tags, d.Types(), cfg.ParallelWorkers)
 }
 
-func provideSession(cfg *config.Config, mgr manager.Manager, id runner.Identity, x *executor.Executor, logger *slog.Logger) *session.Session {
+func provideSession(cfg *config.Config, b backend, mgr manager.Manager, id runner.Identity, x *executor.Executor, logger *slog.Logger) *session.Session {
 	return session.New(session.Options{
-		Manager:  mgr,
-		Describe: func() manager.Delegate { return id.Describe(x.RunningIDs(), time.Now()) },
-		Interval: cfg.HeartbeatInterval,
-		Logger:   logger,
+		Manager:             mgr,
+		UnauthorizedBackoff: b.UnauthorizedBackoff,
+		Describe:            func() manager.Delegate { return id.Describe(x.RunningIDs(), time.Now()) },
+		Interval:            cfg.HeartbeatInterval,
+		Logger:              logger,
 	})
 }
 
@@ -216,7 +222,7 @@ func provideAdmission(cfg *config.Config, logger *slog.Logger) *admission.Contro
 
 // providePoller makes the poller; a poller backing off after failed polls polls again as soon as
 // the manager answers any call.
-func providePoller(cfg *config.Config, mgr manager.Manager, p *pool.Pool, x *executor.Executor, s *session.Session,
+func providePoller(cfg *config.Config, b backend, mgr manager.Manager, p *pool.Pool, x *executor.Executor, s *session.Session,
 	a *admission.Controller, d *dispatch.Dispatcher, rec *telemetry.Recorder, sig *contact.Signal, logger *slog.Logger) *poller.Poller {
 	pl := poller.New(poller.Options{
 		Source:   mgr,
@@ -227,7 +233,12 @@ func providePoller(cfg *config.Config, mgr manager.Manager, p *pool.Pool, x *exe
 		Observer: rec,
 		Supports: d.Supports,
 		Interval: cfg.PollInterval,
-		Logger:   logger,
+		// A Drone server's polls offer one stage each, its aborts come by watches, and its
+		// refused secret is retried slowly: the backend says so, and the poller needs no more.
+		CallTimeout:     b.CallTimeout,
+		NewOfferBackoff: b.NewOfferBackoff,
+		Aborts:          b.Aborts,
+		Logger:          logger,
 	})
 	sig.Listen(pl.ManagerAnswered)
 	return pl

@@ -20,22 +20,28 @@ import (
 // connections kept open to the manager.
 func assemble(cfg *config.Config, h handlers, logger *slog.Logger) (*runtime, func(), error) {
 	options := provideManagerOptions(cfg, logger)
-	client, cleanup, err := provideHarness(options)
+	dliteBackend, cleanup, err := provideBackend(cfg, options, logger)
 	if err != nil {
 		return nil, nil, err
 	}
-	dliteStageEngine, cleanup2, err := provideStageEngine(cfg, h, logger)
+	dliteStageEngine, cleanup2, err := provideStageEngine(cfg, h, dliteBackend, logger)
 	if err != nil {
 		cleanup()
 		return nil, nil, err
 	}
-	dliteCiTasks, err := provideCITasks(dliteStageEngine)
+	dliteCiTasks, err := provideCITasks(h, dliteStageEngine)
 	if err != nil {
 		cleanup2()
 		cleanup()
 		return nil, nil, err
 	}
-	dispatcher, err := provideDispatcher(cfg, h, dliteCiTasks, logger)
+	dliteDroneTasks, err := provideDroneTasks(dliteStageEngine, dliteBackend)
+	if err != nil {
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
+	dispatcher, err := provideDispatcher(cfg, h, dliteCiTasks, dliteDroneTasks, logger)
 	if err != nil {
 		cleanup2()
 		cleanup()
@@ -44,7 +50,7 @@ func assemble(cfg *config.Config, h handlers, logger *slog.Logger) (*runtime, fu
 	recorderOptions := provideRecorderOptions(dispatcher)
 	recorder := telemetry.NewRecorder(recorderOptions)
 	signal := contact.NewSignal()
-	manager := provideManager(client, recorder, signal)
+	manager := provideManager(dliteBackend, recorder, signal)
 	identity := provideIdentity(cfg, dispatcher)
 	pool := providePool(cfg)
 	spool, cleanup3, err := provideSpool(cfg, logger)
@@ -55,9 +61,9 @@ func assemble(cfg *config.Config, h handlers, logger *slog.Logger) (*runtime, fu
 	}
 	reporter := provideReporter(cfg, manager, spool, recorder, signal, logger)
 	executor := provideExecutor(dispatcher, pool, reporter, recorder, logger)
-	session := provideSession(cfg, manager, identity, executor, logger)
+	session := provideSession(cfg, dliteBackend, manager, identity, executor, logger)
 	controller := provideAdmission(cfg, logger)
-	poller := providePoller(cfg, manager, pool, executor, session, controller, dispatcher, recorder, signal, logger)
+	poller := providePoller(cfg, dliteBackend, manager, pool, executor, session, controller, dispatcher, recorder, signal, logger)
 	runner := provideRunner(session, poller, executor, reporter, controller, logger)
 	monitorOptions := provideMonitorOptions(cfg, recorder, runner, session, pool, spool, reporter, controller, identity)
 	monitor, err := telemetry.NewMonitor(monitorOptions)

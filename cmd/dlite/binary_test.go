@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"reflect"
 	"regexp"
 	"strings"
@@ -369,4 +370,20 @@ func TestDemoWithAnEmptyEnvironment(t *testing.T) {
 	require.Regexp(t, `(?m)^\s+log demo-stage-\S+/greet \| the secret is \*+$`, out, "the stage secret is masked in the log")
 	require.NotContains(t, out, "hunter2")
 	require.Regexp(t, `(?m)^\s+log demo-stage-\S+/fail \| about to fail$`, out)
+}
+
+// DLITE_DEMO=drone runs one Drone pipeline on an embedded mock Drone server and narrates it:
+// parallel steps, an ignored failure, a skipped step, the logs with the secret masked.
+func TestDroneDemo(t *testing.T) {
+	t.Parallel()
+	p := startBinary(t, []string{"HOME=" + t.TempDir(), "DLITE_DEMO=drone", "PATH=" + os.Getenv("PATH")}, "run")
+	require.Equal(t, 0, p.wait(t), "stdout:\n%s", p.stdout)
+	out := p.stdout.String()
+	require.Regexp(t, `(?m)^\[step\]\s+lint\s+failure \(exit 1\), ignored: failure: ignore$`, out)
+	require.Regexp(t, `(?m)^\[step\]\s+notify-failure\s+skipped$`, out)
+	require.Regexp(t, `(?m)^\[step\]\s+package\s+success \(exit 0\)$`, out)
+	require.Regexp(t, `(?m)^\[stage\]\s+default\s+success on \S+$`, out)
+	require.Regexp(t, `(?m)^\s+version=1\.4\.2$`, out, "a later step reads an earlier one's output")
+	require.Regexp(t, `(?m)^\s+packaged with token \*+$`, out, "the secret is masked")
+	require.Contains(t, out, "ended success, as expected")
 }

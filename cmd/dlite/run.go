@@ -28,6 +28,9 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		logger.Warn("could not keep the runner's environment from the tasks it runs", "err", err)
 	}
 	if cfg.Embedded() {
+		if cfg.Demo == dlite.DemoDrone {
+			return droneDemo(ctx, cfg, logger, stdout, stderr)
+		}
 		return demo(ctx, cfg, logger, stdout, stderr)
 	}
 	r, err := dlite.New(dlite.Options{Config: cfg, TaskServers: []dlite.TaskServer{dlite.BuiltinTasks()}, CITasks: true, Logger: logger})

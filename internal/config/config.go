@@ -77,6 +77,11 @@ type Config struct {
 	DockerAllowPrivileged bool `env:"DLITE_DOCKER_ALLOW_PRIVILEGED" flag:"docker-allow-privileged"`
 	// DockerAllowSocket lets steps and stages ask for the Docker socket to be mounted.
 	DockerAllowSocket bool `env:"DLITE_DOCKER_ALLOW_SOCKET" flag:"docker-allow-socket"`
+	// Drone, when its Host is set, makes the runner a Drone runner.
+	Drone Drone
+	// Demo names the demonstration `dlite run` gives when Embedded: DemoHarness (empty too) or
+	// DemoDrone.
+	Demo string `env:"DLITE_DEMO" flag:"demo"`
 
 	// secretFile records what Load did with AccountSecretFile, so Validate neither takes a
 	// secret read from it for a conflict nor reports a failed read twice.
@@ -130,7 +135,7 @@ func (c *Config) Endpoint() string {
 
 // Embedded reports whether no manager endpoint is configured, so the runner runs against the
 // embedded mock manager.
-func (c *Config) Embedded() bool { return c.Endpoint() == "" }
+func (c *Config) Embedded() bool { return c.Endpoint() == "" && !c.IsDrone() }
 
 // LogValue renders the configuration for logs. Secrets show only as "set" or "unset", and any
 // user information in the endpoints is masked.
@@ -170,6 +175,21 @@ func (c Config) LogValue() slog.Value {
 		slog.String("docker", string(c.Docker)),
 		slog.Bool("docker_allow_privileged", c.DockerAllowPrivileged),
 		slog.Bool("docker_allow_socket", c.DockerAllowSocket),
+		slog.String("demo", c.Demo),
+		slog.Group("drone",
+			slog.String("proto", c.Drone.Proto),
+			slog.String("host", c.Drone.Host),
+			slog.String("secret", setOrUnset(c.Drone.Secret)),
+			slog.Bool("skip_verify", c.Drone.SkipVerify),
+			slog.String("name", c.Drone.Name),
+			slog.Int("capacity", c.Drone.Capacity),
+			slog.String("labels", labelList(c.Drone.Labels)),
+			slog.String("os", c.Drone.OS),
+			slog.String("arch", c.Drone.Arch),
+			slog.String("kernel", c.Drone.Kernel),
+			slog.String("variant", c.Drone.Variant),
+			slog.String("type", c.Drone.Type),
+		),
 	)
 }
 

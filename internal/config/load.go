@@ -195,6 +195,10 @@ func load(args []string, stderr io.Writer, m machine) (*Config, error) {
 	if !given[keyTLSClientCert] && !given[keyTLSClientKey] && isFile(m.clientCert) && isFile(m.clientKey) {
 		c.TLS.ClientCertFile, c.TLS.ClientKeyFile = m.clientCert, m.clientKey
 	}
+	if c.IsDrone() && !given[keyParallelWorkers] {
+		// A Drone runner's slots are its capacity, in the Drone runners' terms.
+		c.ParallelWorkers = c.Drone.Capacity
+	}
 	if err := c.readSecretFile(); err != nil {
 		problems = append(problems, err)
 	}
@@ -302,7 +306,7 @@ func settings(m machine) []setting {
 		gHTTP      = "HTTP"
 		gCI        = "CI stages"
 	)
-	return []setting{
+	return append([]setting{
 		{key: keyManagerEndpoint, group: gManager, arg: "URL",
 			defText: "none: run against the embedded mock manager, for a demonstration",
 			usage:   "Base URL of the manager, e.g. https://app.harness.io/gratis.",
@@ -454,7 +458,7 @@ func settings(m machine) []setting {
 		{key: keyDockerAllowSocket, group: gCI, def: "false",
 			usage: "Let steps mount the Docker socket, which gives them the host's Docker daemon (root on the host); off unless trusted.",
 			parse: boolean(func(c *Config) *bool { return &c.DockerAllowSocket })},
-	}
+	}, droneSettings()...)
 }
 
 var levels = map[string]slog.Level{

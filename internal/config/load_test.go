@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +31,18 @@ var managerEnv = map[string]string{
 	"DLITE_ACCOUNT_ID":       "acct",
 	"DLITE_ACCOUNT_SECRET":   secretA,
 }
+
+// droneEnv, merged over managerEnv, is the smallest valid configuration for a Drone server.
+var droneEnv = map[string]string{
+	"DLITE_MANAGER_ENDPOINT": "",
+	"DLITE_ACCOUNT_ID":       "",
+	"DLITE_ACCOUNT_SECRET":   "",
+	"DRONE_RPC_HOST":         "drone.example",
+	"DRONE_RPC_SECRET":       "rpc-secret",
+}
+
+// droneDemoEnv, merged over managerEnv, is the embedded configuration a demonstration runs with.
+var droneDemoEnv = map[string]string{"DLITE_MANAGER_ENDPOINT": "", "DLITE_ACCOUNT_ID": "", "DLITE_ACCOUNT_SECRET": ""}
 
 // fakeMachine is a machine with a fixed host name and home, no client certificate at the default
 // paths, and env as its environment.
@@ -119,8 +132,11 @@ func TestDefaults(t *testing.T) {
 		HTTPAddr:          "127.0.0.1:3000",
 		StateDir:          filepath.Join(home, ".local", "state", "dlite", "spool-stages"),
 		Docker:            DockerAuto,
+		Demo:              DemoHarness,
+		Drone:             Drone{Proto: "http", Capacity: 2, OS: runtime.GOOS, Arch: runtime.GOARCH, Type: DroneTypeDocker},
 	}, c)
 	require.True(t, c.Embedded())
+	require.False(t, c.IsDrone())
 	require.Empty(t, c.Endpoint())
 }
 
@@ -190,6 +206,20 @@ func TestEachSettingFromEnvAndFlag(t *testing.T) {
 		{keyDocker, "ON", "off", nil, DockerOn, DockerOff, func(c *Config) any { return c.Docker }},
 		{keyDockerAllowPrivileged, "true", "1", nil, true, true, func(c *Config) any { return c.DockerAllowPrivileged }},
 		{keyDockerAllowSocket, "true", "1", nil, true, true, func(c *Config) any { return c.DockerAllowSocket }},
+		{keyDemo, "DRONE", "harness", droneDemoEnv, "drone", "harness", func(c *Config) any { return c.Demo }},
+		{keyDroneProto, "HTTPS", "http", droneEnv, "https://drone.example", "http://drone.example", func(c *Config) any { return c.DroneEndpoint() }},
+		{keyDroneHost, "a.example", "b.example:8080", droneEnv, "a.example", "b.example:8080", func(c *Config) any { return c.Drone.Host }},
+		{keyDroneSecret, "s-a", "s-b", droneEnv, "s-a", "s-b", func(c *Config) any { return c.Drone.Secret }},
+		{keyDroneSkipVerify, "true", "1", droneEnv, true, true, func(c *Config) any { return c.Drone.SkipVerify }},
+		{keyDroneName, "m-a", "m-b", droneEnv, "m-a", "m-b", func(c *Config) any { return c.DroneMachine() }},
+		{keyDroneCapacity, "3", "5", droneEnv, 3, 5, func(c *Config) any { return c.ParallelWorkers }},
+		{keyDroneLabels, "zone:east, gpu:no", "a:1", droneEnv, map[string]string{"zone": "east", "gpu": "no"},
+			map[string]string{"a": "1"}, func(c *Config) any { return c.Drone.Labels }},
+		{keyDroneOS, "windows", "darwin", droneEnv, "windows", "darwin", func(c *Config) any { return c.Drone.OS }},
+		{keyDroneArch, "arm", "arm64", droneEnv, "arm", "arm64", func(c *Config) any { return c.Drone.Arch }},
+		{keyDroneKernel, "5.10", "6.1", droneEnv, "5.10", "6.1", func(c *Config) any { return c.Drone.Kernel }},
+		{keyDroneVariant, "v7", "v8", droneEnv, "v7", "v8", func(c *Config) any { return c.Drone.Variant }},
+		{keyDroneType, "EXEC", "docker", droneEnv, "exec", "docker", func(c *Config) any { return c.Drone.Type }},
 	}
 
 	var covered []key
@@ -208,7 +238,8 @@ func TestEachSettingFromEnvAndFlag(t *testing.T) {
 			require.Equal(t, tc.fromFlag, tc.get(c), "the flag wins over the environment")
 
 			c, err = load([]string{"-" + tc.key.flag, tc.flag}, nil, fakeMachine(t, merge(managerEnv, tc.extra)))
-			if tc.key == keyTLSInsecureSkipVerify || tc.key == keyDockerAllowPrivileged || tc.key == keyDockerAllowSocket {
+			if tc.key == keyTLSInsecureSkipVerify || tc.key == keyDockerAllowPrivileged || tc.key == keyDockerAllowSocket ||
+				tc.key == keyDroneSkipVerify {
 				// A switch takes no separate value, so its value is left over as an argument.
 				require.ErrorContains(t, err, fmt.Sprintf("unexpected argument %q", tc.flag))
 				return

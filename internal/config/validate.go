@@ -35,9 +35,12 @@ const (
 func (c *Config) Validate() error {
 	var r report
 
-	if c.Embedded() {
+	switch {
+	case c.IsDrone():
+		c.validateDrone(&r)
+	case c.Embedded():
 		c.validateEmbedded(&r)
-	} else {
+	default:
 		c.validateManager(&r)
 		c.validateTLS(&r)
 	}
@@ -86,6 +89,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateHTTP(&r)
 	c.validateCI(&r)
+	c.validateDemo(&r)
 
 	return errors.Join(r...)
 }

@@ -286,3 +286,55 @@ func TestNewLogger(t *testing.T) {
 	c.NewLogger(&buf).Debug("shown")
 	require.Contains(t, buf.String(), "level=DEBUG msg=shown")
 }
+
+func TestDroneSettingsAreValidated(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		env  map[string]string
+		want []string
+	}{
+		{"both a manager and a Drone host", map[string]string{"DRONE_RPC_HOST": "drone.example", "DRONE_RPC_SECRET": "s",
+			"DLITE_MANAGER_ENDPOINT": "https://manager.example", "DLITE_ACCOUNT_ID": "a"},
+			[]string{"DRONE_RPC_HOST (--drone-rpc-host): set together with DLITE_MANAGER_ENDPOINT"}},
+		{"no secret", map[string]string{"DRONE_RPC_HOST": "drone.example"},
+			[]string{"DRONE_RPC_SECRET (--drone-rpc-secret): required with DRONE_RPC_HOST"}},
+		{"a URL for a host", map[string]string{"DRONE_RPC_HOST": "https://drone.example", "DRONE_RPC_SECRET": "s"},
+			[]string{"DRONE_RPC_HOST (--drone-rpc-host): must be a host name with an optional port"}},
+		{"bad proto, capacity, type and labels", map[string]string{"DRONE_RPC_HOST": "d", "DRONE_RPC_SECRET": "s",
+			"DRONE_RPC_PROTO": "ftp", "DRONE_RUNNER_CAPACITY": "0", "DRONE_RUNNER_TYPE": "ssh", "DRONE_RUNNER_LABELS": "nocolon"},
+			[]string{`DRONE_RPC_PROTO (--drone-rpc-proto): must be http or https, got "ftp"`,
+				`DRONE_RUNNER_CAPACITY (--drone-runner-capacity): must be between 1 and 100000, got "0"`,
+				`DRONE_RUNNER_LABELS (--drone-runner-labels): must be key:value pairs separated by commas, got "nocolon"`,
+				`DRONE_RUNNER_TYPE (--drone-runner-type): must be docker or exec, got "ssh"`}},
+		{"a demonstration with a Drone host", map[string]string{"DRONE_RPC_HOST": "d", "DRONE_RPC_SECRET": "s", "DLITE_DEMO": "drone"},
+			[]string{"DLITE_DEMO (--demo): is drone, but a demonstration runs only when neither"}},
+		{"an unknown demonstration", map[string]string{"DLITE_DEMO": "gitlab"},
+			[]string{`DLITE_DEMO (--demo): must be harness or drone, got "gitlab"`}},
+		{"docker pipelines without Docker", map[string]string{"DRONE_RPC_HOST": "d", "DRONE_RPC_SECRET": "s", "DLITE_DOCKER": "off"},
+			[]string{"DRONE_RUNNER_TYPE (--drone-runner-type): is docker but DLITE_DOCKER (--docker) is off"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := load(nil, nil, fakeMachine(t, tc.env))
+			require.Error(t, err)
+			for _, w := range tc.want {
+				require.ErrorContains(t, err, w)
+			}
+		})
+	}
+}
+
+func TestDroneConfigurationSelectsTheDroneServer(t *testing.T) {
+	t.Parallel()
+	c, err := load(nil, nil, fakeMachine(t, map[string]string{"DRONE_RPC_HOST": "localhost:8080", "DRONE_RPC_SECRET": "s",
+		"DRONE_RUNNER_TYPE": "exec", "DRONE_RUNNER_CAPACITY": "4"}))
+	require.NoError(t, err)
+	require.True(t, c.IsDrone())
+	require.False(t, c.Embedded())
+	require.Equal(t, "http://localhost:8080", c.DroneEndpoint())
+	require.Equal(t, 4, c.ParallelWorkers, "the capacity sets the slots")
+	require.Equal(t, "test-host", c.DroneMachine())
+	require.NotContains(t, c.String(), `"s"`, "the secret is never shown")
+}

@@ -57,7 +57,30 @@ func Answered(err error) bool {
 
 // Watch returns m with s raised after every call whose outcome Answered accepts. Answers and
 // errors pass through unchanged.
-func Watch(m manager.Manager, s *Signal) manager.Manager { return &watched{next: m, signal: s} }
+//
+// A manager that offers tasks one long poll at a time (manager.Offerer) keeps that capability, its
+// answered offers raising s too.
+func Watch(m manager.Manager, s *Signal) manager.Manager {
+	w := &watched{next: m, signal: s}
+	if o, ok := m.(manager.Offerer); ok {
+		return &watchedOfferer{watched: w, offerer: o}
+	}
+	return w
+}
+
+// watchedOfferer is a watched manager that offers tasks by long polls.
+type watchedOfferer struct {
+	*watched
+	offerer manager.Offerer
+}
+
+var _ manager.Offerer = (*watchedOfferer)(nil)
+
+func (w *watchedOfferer) Offer(ctx context.Context, delegateID string) (*manager.Event, error) {
+	ev, err := w.offerer.Offer(ctx, delegateID)
+	w.heard(err)
+	return ev, err
+}
 
 type watched struct {
 	next   manager.Manager

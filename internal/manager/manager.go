@@ -122,3 +122,21 @@ type Result struct {
 	Data       json.RawMessage `json:"data,omitempty"`
 	FinishedAt time.Time       `json:"finishedAt"`
 }
+
+// Offerer is a manager whose polls are long polls that each offer at most one task and do not
+// hold it for the runner: it may be offered to other runners until one acquires it. A runner asks
+// such a manager only with a slot free for the answer, keeping one offer in flight per free slot,
+// each holding the slot it reserved; a poller finds the capability by a type assertion on its
+// source.
+type Offerer interface {
+	// Offer waits for a task the delegate may run and returns it, or nil when the manager had
+	// none before its long poll ended.
+	Offer(ctx context.Context, delegateID string) (*Event, error)
+}
+
+// AbortSource is a manager that tells the runner to stop tasks outside its polls (by a watch it
+// keeps open for each running task, say). The runtime acts on each id as on an abort event.
+type AbortSource interface {
+	// Aborts receives the id of each task the manager wants stopped.
+	Aborts() <-chan string
+}

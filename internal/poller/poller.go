@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+
 	"github.com/dlite-dev/dlite/errs"
 	"github.com/dlite-dev/dlite/internal/manager"
 	"github.com/dlite-dev/dlite/internal/retry"
@@ -94,7 +96,13 @@ type Options struct {
 	AcquireWarnAfter time.Duration
 	// HoldRecheck is how often a runner held back by admission control looks again. Default 1s.
 	HoldRecheck time.Duration
-	Logger      *slog.Logger
+	// NewOfferBackoff makes the backoff of each offer loop, for a Source that offers tasks one
+	// long poll at a time (manager.Offerer). Default: Backoff, whatever the failure.
+	NewOfferBackoff func() OfferBackoff
+	// Aborts, when set, names tasks to stop besides the aborts in poll answers (a manager's
+	// manager.AbortSource). Run acts on it until hardStop ends.
+	Aborts <-chan string
+	Logger *slog.Logger
 }
 
 // CandidatesPerSlot is the default bound of the candidates per slot. An answer costs the runner
@@ -122,6 +130,8 @@ type Poller struct {
 	// drained hears from a walker that found no candidate left; answered from ManagerAnswered.
 	drained  chan struct{}
 	answered chan struct{}
+	// offerAnswered wakes every backing-off offer loop at once.
+	offerAnswered answeredBroadcast
 }
 
 // New returns a Poller.
@@ -153,6 +163,10 @@ func New(opts Options) *Poller {
 	if opts.HoldRecheck <= 0 {
 		opts.HoldRecheck = time.Second
 	}
+	if opts.NewOfferBackoff == nil {
+		policy := opts.Backoff
+		opts.NewOfferBackoff = func() OfferBackoff { return policyOfferBackoff{policy.NewBackOff()} }
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -172,6 +186,7 @@ func New(opts Options) *Poller {
 // manager that answers other calls but keeps failing polls is polled no more often than a healthy
 // one. It never blocks.
 func (p *Poller) ManagerAnswered() {
+	p.offerAnswered.raise()
 	select {
 	case p.answered <- struct{}{}:
 	default:
@@ -191,7 +206,17 @@ func (p *Poller) ManagerAnswered() {
 // another runner or gone, since a manager that granted it hands the task to nobody else. The end
 // of hardStop ends the tries: the one in flight still gets its answer (within CallTimeout), and no
 // other is made; the manager takes back a task it granted once it finds this runner gone.
+//
+// A Source that offers one task per long poll (manager.Offerer) is polled differently: one offer
+// is kept in flight per free slot, each holding the slot it reserved, and none while every slot
+// is busy.
 func (p *Poller) Run(ctx, hardStop context.Context) error {
+	if p.opts.Aborts != nil {
+		go p.forwardAborts(hardStop, p.opts.Aborts)
+	}
+	if o, ok := p.opts.Source.(manager.Offerer); ok {
+		return p.runOffers(ctx, hardStop, o)
+	}
 	var walkers sync.WaitGroup
 	defer walkers.Wait()
 	failures := p.opts.Backoff.NewBackOff()
@@ -275,6 +300,13 @@ func (p *Poller) Run(ctx, hardStop context.Context) error {
 		}
 	}
 }
+
+// policyOfferBackoff is the default OfferBackoff: one policy for every failure, with the
+// manager's Retry-After honoured.
+type policyOfferBackoff struct{ b backoff.BackOff }
+
+func (b policyOfferBackoff) Next(err error) time.Duration { return retry.Next(b.b, err) }
+func (b policyOfferBackoff) Reset()                       { b.b.Reset() }
 
 // latest returns the latest of ts.
 func latest(ts ...time.Time) time.Time {

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dlite-dev/dlite/errs"
 	"github.com/dlite-dev/dlite/internal/manager"
 	"github.com/dlite-dev/dlite/internal/retry"
 )
@@ -35,8 +36,12 @@ type Options struct {
 	MaxFailures int
 	// Backoff is the wait between failed registrations. Default 1s doubling to 1m.
 	Backoff retry.Policy
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// UnauthorizedBackoff, when set, is the wait after a registration the manager refused for
+	// the runner's credentials (errs.CodeUnauthorized), which do not fix themselves: a slow retry
+	// for an operator to fix them. Default Backoff.
+	UnauthorizedBackoff retry.Policy
+	Logger              *slog.Logger
+	Now                 func() time.Time
 }
 
 // State is a snapshot of the session.
@@ -155,9 +160,38 @@ func (s *Session) Register(ctx context.Context) error {
 }
 
 func (s *Session) register(ctx context.Context, backoff retry.Policy) error {
-	return retry.Until(ctx, backoff, s.registerOnce, nil, func(err error, wait time.Duration) {
-		s.logger.Warn("registration failed; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
-	})
+	if s.opts.UnauthorizedBackoff.Initial <= 0 {
+		return retry.Until(ctx, backoff, s.registerOnce, nil, s.registrationFailed)
+	}
+	failures, refusals := backoff.NewBackOff(), s.opts.UnauthorizedBackoff.NewBackOff()
+	for {
+		err := s.registerOnce(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		wait := retry.Next(failures, err)
+		if errs.CodeOf(err) == errs.CodeUnauthorized {
+			wait = retry.Next(refusals, err)
+		}
+		s.registrationFailed(err, wait)
+		if err := retry.Sleep(ctx, wait); err != nil {
+			return err
+		}
+	}
+}
+
+// registrationFailed logs a failed registration: an error when the manager refused the runner's
+// credentials, which only an operator can fix, a warning otherwise.
+func (s *Session) registrationFailed(err error, wait time.Duration) {
+	if errs.CodeOf(err) == errs.CodeUnauthorized {
+		s.logger.Error("registration refused: the manager does not accept the runner's credentials; fix them. Retrying slowly",
+			"err", err, "retry_in", wait.Round(time.Millisecond))
+		return
+	}
+	s.logger.Warn("registration failed; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
 }
 
 func (s *Session) registerOnce(ctx context.Context) error {

@@ -175,6 +175,26 @@ func TestRegisterRetriesUntilAccepted(t *testing.T) {
 	require.True(t, l.contains("registration failed; retrying"))
 }
 
+// A registration refused for the runner's credentials is an error in the log and waits
+// UnauthorizedBackoff; other failures keep the usual backoff.
+func TestRefusedCredentialsAreRetriedSlowly(t *testing.T) {
+	t.Parallel()
+	f := &fakeManager{registerErrs: []error{errs.ErrManagerUnavailable, errs.ErrUnauthorized, errs.ErrUnauthorized}}
+	s, l := newSession(f, time.Hour, func(o *session.Options) {
+		o.UnauthorizedBackoff = retry.Policy{Initial: time.Hour, Max: time.Hour}
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Register(ctx) }()
+	require.Eventually(t, func() bool { calls, _, _ := f.counts(); return calls == 2 }, 10*time.Second, time.Millisecond)
+	time.Sleep(50 * time.Millisecond)
+	calls, _, _ := f.counts()
+	require.Equal(t, 2, calls, "a refused registration waits for the slow backoff")
+	require.True(t, l.contains("registration refused"))
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+}
+
 // Registration gives up only when its context ends.
 func TestRegisterStopsWithItsContext(t *testing.T) {
 	t.Parallel()

@@ -19,8 +19,29 @@ const (
 // InstrumentManager returns m with every call timed into dlite_manager_request_duration_seconds,
 // and failed heartbeats counted into dlite_heartbeat_failures_total. It changes nothing else:
 // the same arguments go through and the same answers and errors come back.
+// A manager that offers tasks one long poll at a time (manager.Offerer) keeps that capability, its
+// offers timed as polls.
 func (r *Recorder) InstrumentManager(m manager.Manager) manager.Manager {
-	return &instrumentedManager{next: m, rec: r}
+	im := &instrumentedManager{next: m, rec: r}
+	if o, ok := m.(manager.Offerer); ok {
+		return &instrumentedOfferer{instrumentedManager: im, offerer: o}
+	}
+	return im
+}
+
+// instrumentedOfferer is an instrumentedManager whose manager offers tasks by long polls.
+type instrumentedOfferer struct {
+	*instrumentedManager
+	offerer manager.Offerer
+}
+
+var _ manager.Offerer = (*instrumentedOfferer)(nil)
+
+func (m *instrumentedOfferer) Offer(ctx context.Context, delegateID string) (*manager.Event, error) {
+	began := m.rec.now()
+	ev, err := m.offerer.Offer(ctx, delegateID)
+	m.rec.observeRequest(opPoll, began, err)
+	return ev, err
 }
 
 type instrumentedManager struct {

@@ -63,7 +63,20 @@ func (b *Backend) Start(ctx context.Context, r engine.Run) (engine.Process, erro
 	if err := b.ensureMountedVolumes(ctx, st, hostCfg.Mounts); err != nil {
 		return nil, err
 	}
-	created, err := b.cli.ContainerCreate(ctx, cfg, hostCfg, netCfg, nil, name)
+	// The create is not cut short by ctx: a daemon that got the request may create the container
+	// after the caller gave up on it, and after the stage's cleanup looked for it. It is bounded,
+	// and a container created for a start cancelled meanwhile is removed at once.
+	createCtx, cancelCreate := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
+	created, err := b.cli.ContainerCreate(createCtx, cfg, hostCfg, netCfg, nil, name)
+	cancelCreate()
+	if err == nil && ctx.Err() != nil {
+		rmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if rerr := b.cli.ContainerRemove(rmCtx, created.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); rerr != nil && !cerrdefs.IsNotFound(rerr) {
+			b.log.Warn("could not remove the container of a cancelled start", "container", name, "error", rerr)
+		}
+		return nil, fmt.Errorf("docker: start step %s: %w", step.ID, context.Cause(ctx))
+	}
 	if err != nil {
 		if cerrdefs.IsConflict(err) {
 			// A concurrent start of the same step won the name: join its container.
@@ -75,6 +88,9 @@ func (b *Backend) Start(ctx context.Context, r engine.Run) (engine.Process, erro
 	}
 	return b.startCreated(ctx, step.ID, created.ID, name, out)
 }
+
+// createTimeout bounds the creation of a step's container.
+const createTimeout = 2 * time.Minute
 
 // startCreated starts a created container and follows its whole output. A container that cannot
 // start (its command does not exist, say) is removed, so the step can be tried again.

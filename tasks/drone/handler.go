@@ -1,0 +1,365 @@
+package drone
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/dlite-dev/dlite/errs"
+	"github.com/dlite-dev/dlite/gen/dronetasks"
+	"github.com/dlite-dev/dlite/internal/drone"
+	"github.com/dlite-dev/dlite/internal/drone/pipeline"
+	"github.com/dlite-dev/dlite/internal/engine"
+	"github.com/dlite-dev/dlite/internal/retry"
+	"github.com/dlite-dev/dlite/tasks"
+)
+
+// Engine is the part of the stage engine a Drone stage uses.
+type Engine interface {
+	Setup(ctx context.Context, spec engine.StageSpec) (*engine.Stage, error)
+	Execute(ctx context.Context, stageID string, spec engine.StepSpec) (engine.StepResult, error)
+	Cleanup(ctx context.Context, stageID string) error
+}
+
+// Wire is the part of the Drone server a running stage reports to.
+type Wire interface {
+	UpdateStage(ctx context.Context, stage drone.Stage) (drone.Stage, error)
+	UpdateStep(ctx context.Context, step drone.Step) (drone.Step, error)
+}
+
+// Options configure a Handler. Engine, Wire and Logs are required.
+type Options struct {
+	Engine Engine
+	Wire   Wire
+	// Logs is the transport registered for LogKind in the engine's log registry; the handler
+	// takes each step's full log from it.
+	Logs *Logs
+	// MaxParallel bounds the steps of a stage that run at once. Default 8.
+	MaxParallel int
+	// UpdateAttempts bounds the tries of one update sent while the stage runs. Default 5.
+	UpdateAttempts int
+	// UpdateBackoff is the wait between those tries. Default 200ms doubling to 5s.
+	UpdateBackoff retry.Policy
+	// CleanupTimeout bounds the engine's cleanup of a stage. Default 2m.
+	CleanupTimeout time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Handler runs Drone stages.
+type Handler struct {
+	opts Options
+}
+
+var _ dronetasks.StrictServerInterface = (*Handler)(nil)
+
+// New returns a Handler.
+func New(opts Options) (*Handler, error) {
+	if opts.Engine == nil || opts.Wire == nil || opts.Logs == nil {
+		return nil, errors.New("drone stage handler: an engine, a wire and the log transport are required")
+	}
+	if opts.MaxParallel <= 0 {
+		opts.MaxParallel = 8
+	}
+	if opts.UpdateAttempts <= 0 {
+		opts.UpdateAttempts = 5
+	}
+	if opts.UpdateBackoff.Initial <= 0 {
+		opts.UpdateBackoff = retry.Policy{Initial: 200 * time.Millisecond, Max: 5 * time.Second}
+	}
+	if opts.CleanupTimeout <= 0 {
+		opts.CleanupTimeout = 2 * time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Handler{opts: opts}, nil
+}
+
+// Register mounts the handler's operation on r.
+func (h *Handler) Register(r dronetasks.EchoRouter) {
+	dronetasks.RegisterHandlers(r, dronetasks.NewStrictHandler(h, nil))
+}
+
+// DroneStage runs one stage and answers its final state with the steps' logs. A stage that
+// cannot run answers its error in that state too; only data that is not a stage is refused.
+func (h *Handler) DroneStage(ctx context.Context, req dronetasks.DroneStageRequestObject) (dronetasks.DroneStageResponseObject, error) {
+	if req.Body == nil || req.Body.Stage.Id == 0 {
+		return dronetasks.DroneStage422JSONResponse{Message: "the task data holds no stage"}, nil
+	}
+	return dronetasks.DroneStage200JSONResponse(h.Run(ctx, *req.Body)), nil
+}
+
+// Run runs the stage t and returns its report.
+func (h *Handler) Run(ctx context.Context, t drone.StageTask) drone.StageReport {
+	stage := t.Stage
+	if t.Details.Stage.Id == stage.Id && t.Details.Stage.Version > stage.Version {
+		stage = t.Details.Stage
+	}
+	logger := tasks.Logger(ctx)
+	p, err := pipeline.ParseStage(t.Details.Config.Data, stage.Name)
+	if err == nil {
+		err = p.Check()
+	}
+	if err != nil {
+		logger.Warn("Drone stage cannot run", "stage", stage.Id, "err", err)
+		return drone.StageReport{Stage: pipeline.FailStage(stage, err, h.opts.Now())}
+	}
+	if minutes := t.Details.Repository.Timeout; minutes > 0 {
+		// The repository's timeout bounds the stage, as Drone runners do: at its end the running
+		// steps are stopped and the stage ends killed.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(minutes)*time.Minute)
+		defer cancel()
+	}
+	plan := pipeline.NewPlan(p, pipeline.Facts{Repo: t.Details.Repository, Build: t.Details.Build, Stage: stage,
+		System: t.Details.System, Secrets: t.Details.Secrets})
+	r := &stageRun{h: h, plan: plan, stage: stage, sched: pipeline.NewScheduler(plan), logger: logger,
+		engineID: fmt.Sprintf("drone-%d", stage.Id), trusted: t.Details.Repository.Trusted}
+	return r.run(ctx)
+}
+
+// stageRun is one stage while it runs. Only the goroutine of run touches it; steps run in
+// goroutines of their own and hand their results back.
+type stageRun struct {
+	h        *Handler
+	plan     *pipeline.Plan
+	stage    drone.Stage
+	sched    *pipeline.Scheduler
+	logger   *slog.Logger
+	engineID string
+	// trusted is the repository's trust, which host volumes need.
+	trusted bool
+}
+
+// stepDone is how one step's run ended.
+type stepDone struct {
+	number  int
+	result  pipeline.Result
+	stopped time.Time
+}
+
+func (r *stageRun) now() int64 { return r.h.opts.Now().Unix() }
+
+func (r *stageRun) run(ctx context.Context) drone.StageReport {
+	r.stage.Status, r.stage.Started, r.stage.Stopped = drone.Status("running"), r.now(), 0
+	r.stage.Steps = r.plan.WireSteps(r.stage.Id)
+	saved, err := r.update(ctx, func(ctx context.Context) error {
+		s, err := r.h.opts.Wire.UpdateStage(ctx, r.stage)
+		if err == nil {
+			r.adopt(s)
+		}
+		return err
+	})
+	if !saved {
+		return drone.StageReport{Stage: pipeline.FailStage(r.stage, fmt.Errorf("the Drone server did not take the stage's start: %w", err), r.h.opts.Now())}
+	}
+
+	volumes, err := stageVolumes(r.plan.Pipeline, r.trusted)
+	if err != nil {
+		return r.final(err)
+	}
+	spec := engine.StageSpec{ID: r.engineID, Secrets: r.plan.Secrets, Logs: logstreamConfig(), Volumes: volumes}
+	if _, err := r.h.opts.Engine.Setup(ctx, spec); err != nil {
+		r.cleanup(ctx)
+		return r.final(fmt.Errorf("the stage could not be set up: %w", err))
+	}
+	defer r.cleanup(ctx)
+	r.schedule(ctx)
+	return r.final(nil)
+}
+
+// schedule starts steps as the scheduler allows, at most MaxParallel at once, reports each
+// step's start and end, and on a cancel stops what runs and skips the rest.
+func (r *stageRun) schedule(ctx context.Context) {
+	results := make(chan stepDone)
+	var queue []pipeline.Start
+	running, cancelled := 0, false
+	done := ctx.Done()
+	for {
+		d := r.sched.Next()
+		for _, ps := range d.Skipped {
+			if !cancelled {
+				r.stepUpdate(ctx, ps.Number, func(s *drone.Step) { s.Status = "skipped" })
+			}
+		}
+		for _, ps := range d.Errored {
+			r.stepUpdate(ctx, ps.Number, func(s *drone.Step) {
+				s.Status, s.ExitCode, s.Error = "error", pipeline.ExitError, ps.Error
+				s.Started, s.Stopped = r.now(), r.now()
+			})
+		}
+		queue = append(queue, d.Start...)
+		for len(queue) > 0 && running < r.h.opts.MaxParallel {
+			st := queue[0]
+			queue = queue[1:]
+			r.stepUpdate(ctx, st.Step.Number, func(s *drone.Step) { s.Status, s.Started = "running", r.now() })
+			running++
+			go func() {
+				res := r.execute(ctx, st)
+				results <- stepDone{number: st.Step.Number, result: res, stopped: r.h.opts.Now()}
+			}()
+		}
+		if running == 0 && len(queue) == 0 {
+			break
+		}
+		select {
+		case sd := <-results:
+			running--
+			r.finish(ctx, sd)
+		case <-done:
+			done, cancelled = nil, true
+			r.logger.Info("Drone stage cancelled; stopping its steps", "stage", r.stage.Id, "cause", context.Cause(ctx))
+			r.sched.Cancel()
+			for _, st := range queue {
+				r.finish(ctx, stepDone{number: st.Step.Number, result: pipeline.Result{Killed: true}, stopped: r.h.opts.Now()})
+			}
+			queue = nil
+		}
+	}
+	// Detached steps still run; the cleanup stops them. They count as started and fine.
+	for _, ps := range r.sched.Running() {
+		_ = r.sched.Finish(ps.Number, pipeline.Result{})
+	}
+}
+
+// finish records a step's end and reports it.
+func (r *stageRun) finish(ctx context.Context, sd stepDone) {
+	if err := r.sched.Finish(sd.number, sd.result); err != nil {
+		r.logger.Warn("step result out of order", "stage", r.stage.Id, "err", err)
+		return
+	}
+	out, _ := r.sched.Step(sd.number)
+	r.stepUpdate(ctx, sd.number, func(s *drone.Step) {
+		s.Status, s.ExitCode, s.Error = out.Status, out.ExitCode, out.Error
+		if s.Started == 0 {
+			s.Started = sd.stopped.Unix()
+		}
+		s.Stopped = sd.stopped.Unix()
+	})
+}
+
+// execute runs one step on the engine and maps how it ended.
+func (r *stageRun) execute(ctx context.Context, st pipeline.Start) pipeline.Result {
+	spec := r.stepSpec(st)
+	res, err := r.h.opts.Engine.Execute(ctx, r.engineID, spec)
+	if err != nil {
+		if ctx.Err() != nil {
+			return pipeline.Result{Killed: true}
+		}
+		return pipeline.Result{Error: err.Error()}
+	}
+	switch res.Status {
+	case engine.StepSuccess, engine.StepRunning:
+		return pipeline.Result{}
+	case engine.StepFailure:
+		return pipeline.Result{ExitCode: res.ExitCode}
+	case engine.StepAborted, engine.StepTimeout:
+		return pipeline.Result{Killed: true}
+	default:
+		msg := res.Error
+		if msg == "" {
+			msg = "the step could not run"
+		}
+		return pipeline.Result{Error: msg}
+	}
+}
+
+// final is the stage's report: its outcome (or error with setupErr), every step as it ended,
+// and the logs.
+func (r *stageRun) final(setupErr error) drone.StageReport {
+	r.sched.Report(r.stage.Steps)
+	status, code := r.sched.Outcome()
+	r.stage.Status, r.stage.ExitCode = status, code
+	if setupErr != nil {
+		r.stage.Status, r.stage.ExitCode, r.stage.Error = "error", pipeline.ExitError, setupErr.Error()
+	}
+	r.stage.Stopped = r.now()
+	rep := drone.StageReport{Stage: r.stage}
+	for i := range r.stage.Steps {
+		s := &r.stage.Steps[i]
+		if s.Started != 0 && s.Stopped == 0 {
+			s.Stopped = r.stage.Stopped
+		}
+		if lines := r.h.opts.Logs.Take(s.Id); s.Id != 0 && lines != nil {
+			rep.Logs = append(rep.Logs, drone.StepLog{StepId: s.Id, Lines: lines})
+		}
+	}
+	rep.Stage = r.stage
+	return rep
+}
+
+// cleanup removes what the engine made for the stage, even after a cancel.
+func (r *stageRun) cleanup(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.h.opts.CleanupTimeout)
+	defer cancel()
+	if err := r.h.opts.Engine.Cleanup(cctx, r.engineID); err != nil {
+		r.logger.Warn("Drone stage cleanup failed", "stage", r.stage.Id, "err", err)
+	}
+}
+
+// stepUpdate changes the wire step numbered number and sends it. The update is tried a few
+// times; a step update the server never takes is still part of the final stage update.
+func (r *stageRun) stepUpdate(ctx context.Context, number int, change func(*drone.Step)) {
+	i := r.stepIndex(number)
+	if i < 0 {
+		return
+	}
+	change(&r.stage.Steps[i])
+	if r.stage.Steps[i].Id == 0 {
+		return
+	}
+	_, err := r.update(context.WithoutCancel(ctx), func(ctx context.Context) error {
+		s, err := r.h.opts.Wire.UpdateStep(ctx, r.stage.Steps[i])
+		if err == nil {
+			r.stage.Steps[i].Version = s.Version
+		}
+		return err
+	})
+	if err != nil {
+		r.logger.Warn("step update not taken by the Drone server", "stage", r.stage.Id, "step", r.stage.Steps[i].Name,
+			"status", r.stage.Steps[i].Status, "err", err)
+	}
+}
+
+// update tries call until it succeeds, fails for good, or UpdateAttempts tries failed.
+func (r *stageRun) update(ctx context.Context, call func(context.Context) error) (bool, error) {
+	b := r.h.opts.UpdateBackoff.NewBackOff()
+	var err error
+	for attempt := 1; ; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = call(cctx)
+		cancel()
+		if err == nil {
+			return true, nil
+		}
+		if !errs.Retryable(err) || attempt >= r.h.opts.UpdateAttempts {
+			return false, err
+		}
+		if retry.Sleep(ctx, retry.Next(b, err)) != nil {
+			return false, err
+		}
+	}
+}
+
+// adopt copies what the server saved of the stage: its version, and each step's id and version,
+// matched by number.
+func (r *stageRun) adopt(saved drone.Stage) {
+	r.stage.Version, r.stage.Updated = saved.Version, saved.Updated
+	for _, s := range saved.Steps {
+		if i := r.stepIndex(s.Number); i >= 0 {
+			r.stage.Steps[i].Id, r.stage.Steps[i].Version = s.Id, s.Version
+		}
+	}
+}
+
+func (r *stageRun) stepIndex(number int) int {
+	for i := range r.stage.Steps {
+		if r.stage.Steps[i].Number == number {
+			return i
+		}
+	}
+	return -1
+}
