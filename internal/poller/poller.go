@@ -80,7 +80,7 @@ type Options struct {
 	// An answer from the manager to another call (ManagerAnswered) ends it early.
 	Backoff retry.Policy
 	// MaxCandidates bounds the task events of one answer kept for slots that free before the next
-	// poll. Default CandidatesPerSlot times the slots.
+	// poll. Default CandidatesPerSlot times the slots, and at least MinCandidates.
 	MaxCandidates int
 	// CandidateTTL is how long the events of an answer stay candidates when no newer answer
 	// replaces them (while polls fail, say). Default three intervals, at least 1s.
@@ -110,6 +110,11 @@ type Options struct {
 // many tasks when tasks are short; stale candidates cost little, since RefusedPerSlot bounds the
 // acquires wasted on them.
 const CandidatesPerSlot = 16
+
+// MinCandidates is the least default bound of the candidates, whatever the slots: a runner with
+// one or two slots would otherwise poll, and read the whole answer again, every few tasks. It
+// bounds the candidates to a few kilobytes.
+const MinCandidates = 128
 
 // RefusedPerSlot bounds the acquires refused in a row (the task was taken by another runner, or is
 // gone), per slot, after which the candidates are taken for stale and dropped until the next
@@ -146,7 +151,7 @@ func New(opts Options) *Poller {
 		opts.Backoff = retry.Policy{Initial: max(opts.Interval, 100*time.Millisecond), Max: max(opts.Interval, 30*time.Second)}
 	}
 	if opts.MaxCandidates <= 0 {
-		opts.MaxCandidates = CandidatesPerSlot * max(opts.Slots.Size(), 1)
+		opts.MaxCandidates = max(CandidatesPerSlot*opts.Slots.Size(), MinCandidates)
 	}
 	if opts.CandidateTTL <= 0 {
 		opts.CandidateTTL = max(3*opts.Interval, time.Second)
