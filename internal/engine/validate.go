@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"github.com/dlite-dev/dlite/internal/procgroup"
 	"path/filepath"
 	"strings"
 )
@@ -100,7 +101,7 @@ func validateStepShape(spec *StepSpec) error {
 		return err
 	}
 	for _, n := range spec.OutputVars {
-		if !isIdentifier(n) {
+		if !procgroup.IsVariableName(n) {
 			return invalidf("step %s: output variable %q is not a variable name", spec.ID, n)
 		}
 	}
@@ -108,7 +109,7 @@ func validateStepShape(spec *StepSpec) error {
 		if o.Key == "" {
 			return invalidf("step %s: an output has no key", spec.ID)
 		}
-		if n := outputEnvName(o); !isIdentifier(n) {
+		if n := outputEnvName(o); !procgroup.IsVariableName(n) {
 			return invalidf("step %s: output %q names %q, which is not a variable name", spec.ID, o.Key, n)
 		}
 		if o.Type != "" && o.Type != OutputString && o.Type != OutputSecret {
@@ -143,21 +144,4 @@ func validateFiles(what string, files []File) error {
 		}
 	}
 	return nil
-}
-
-// isIdentifier reports whether name is a POSIX shell variable name: [A-Za-z_][A-Za-z0-9_]*.
-func isIdentifier(name string) bool {
-	if name == "" {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c == '_', 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
-		case '0' <= c && c <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
 }

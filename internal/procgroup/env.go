@@ -19,3 +19,21 @@ func IsRunnerSetting(name string) bool {
 	}
 	return false
 }
+
+// IsVariableName reports whether name is a POSIX shell variable name, [A-Za-z_][A-Za-z0-9_]*:
+// the names a script can export and a runner can read back as an output.
+func IsVariableName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '_', 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		case '0' <= c && c <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -3,6 +3,7 @@ package shell
 import (
 	"encoding/json"
 	"errors"
+	"github.com/dlite-dev/dlite/internal/procgroup"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -183,7 +184,7 @@ func FuzzShellData(f *testing.F) {
 				require.True(t, errors.Is(err, errs.ErrInvalidTaskData), "%v", err)
 			} else {
 				for _, n := range j.vars {
-					require.True(t, isIdentifier(n))
+					require.True(t, procgroup.IsVariableName(n))
 				}
 				w := wrapper("/ctl/script", "/ctl/vars", j.vars)
 				require.True(t, strings.HasSuffix(w, ". '/ctl/script'\n"))

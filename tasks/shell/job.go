@@ -1,6 +1,7 @@
 package shell
 
 import (
+	"github.com/dlite-dev/dlite/internal/procgroup"
 	"path/filepath"
 	"strings"
 
@@ -66,7 +67,7 @@ func newJob(data *gentasks.ShellScriptData) (job, error) {
 		}
 		seen := make(map[string]bool, len(names))
 		for _, name := range names {
-			if !isIdentifier(name) {
+			if !procgroup.IsVariableName(name) {
 				return job{}, invalid("outputVars: %q is not a shell variable name", name)
 			}
 			if !seen[name] {
@@ -80,21 +81,4 @@ func newJob(data *gentasks.ShellScriptData) (job, error) {
 
 func invalid(format string, args ...any) error {
 	return errs.Newf(errs.CodeInvalidTaskData, "", format, args...)
-}
-
-// isIdentifier reports whether name is a POSIX shell variable name: [A-Za-z_][A-Za-z0-9_]*.
-func isIdentifier(name string) bool {
-	if name == "" {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c == '_', 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
-		case '0' <= c && c <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
