@@ -428,11 +428,24 @@ func (r *run) loseAcquires(ctx context.Context) {
 
 // restartEmpty takes the manager away for RestartDown and brings it back having forgotten every
 // delegate, as a manager restarted without its registrations.
+// registered counts the delegates whose registration the runner completed (capacity recorded).
+func (r *run) registered() int {
+	n := 0
+	for _, d := range r.mm.Delegates() {
+		if d.Capacity != nil {
+			n++
+		}
+	}
+	return n
+}
+
 func (r *run) restartEmpty(ctx context.Context) error {
-	// A restart before the runners registered would find nothing to forget.
+	// A restart before the runners registered would find nothing to forget. A runner has
+	// registered once the manager holds its capacity too: a restart between the two calls leaves
+	// it still registering, with its start-up backoff, rather than forgotten.
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	for len(r.mm.Delegates()) < r.cfg.Runners {
+	for r.registered() < r.cfg.Runners {
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
