@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Code names a kind of failure. Codes are stable strings, safe to log, count and compare.
@@ -156,4 +157,27 @@ func RetryAfter(err error) time.Duration {
 		return e.RetryAfter
 	}
 	return 0
+}
+
+// Redacted replaces a credential in the text Excerpt makes of an answer.
+const Redacted = "[redacted]"
+
+// Excerpt is the start of an answer's body for an error text: valid UTF-8, trimmed, every
+// non-empty hidden string (a token, a secret, in case the server or a proxy echoes the request)
+// replaced by Redacted, and cut to at most max bytes on a character boundary, marked "…".
+func Excerpt(body []byte, max int, hidden ...string) string {
+	s := strings.TrimSpace(strings.ToValidUTF8(string(body), "\uFFFD"))
+	for _, h := range hidden {
+		if h != "" {
+			s = strings.ReplaceAll(s, h, Redacted)
+		}
+	}
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

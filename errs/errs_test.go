@@ -49,3 +49,25 @@ func TestErrorText(t *testing.T) {
 	require.Equal(t, "task timed out", errs.ErrTimeout.Error())
 	require.Equal(t, "shutting_down", (&errs.Error{Code: errs.CodeShuttingDown}).Error())
 }
+
+func TestExcerpt(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		body   string
+		max    int
+		hidden []string
+		want   string
+	}{
+		{"trimmed", "  short answer \n", 64, nil, "short answer"},
+		{"credentials hidden", "bad token tok-1 for secret s3", 64, []string{"tok-1", "", "s3"}, "bad token [redacted] for secret [redacted]"},
+		{"cut on a character boundary", "ab\u00e9cd", 3, nil, "ab…"},
+		{"invalid UTF-8 replaced", "a\xffb", 64, nil, "a\uFFFDb"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tt.want, errs.Excerpt([]byte(tt.body), tt.max, tt.hidden...))
+		})
+	}
+}

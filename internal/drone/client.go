@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/dlite-dev/dlite/errs"
 	gen "github.com/dlite-dev/dlite/gen/drone"
@@ -44,7 +43,6 @@ const (
 	maxResponseBytes = 64 << 20
 	// maxErrorBody is how much of an error answer goes into the error text.
 	maxErrorBody = 512
-	redacted     = "[redacted]"
 	// tokenHeader carries the RPC secret on every call.
 	tokenHeader = "X-Drone-Token"
 )
@@ -234,18 +232,7 @@ func (c *Client) transportError(ctx context.Context, op string, err error) error
 // excerpt is the start of an error answer's body, with the secret blanked out in case a proxy
 // echoes the request.
 func (c *Client) excerpt(body []byte) string {
-	s := strings.TrimSpace(strings.ToValidUTF8(string(body), "\uFFFD"))
-	if c.secret != "" {
-		s = strings.ReplaceAll(s, c.secret, redacted)
-	}
-	if len(s) <= maxErrorBody {
-		return s
-	}
-	cut := maxErrorBody
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
+	return errs.Excerpt(body, maxErrorBody, c.secret)
 }
 
 // decoded returns v, or a malformed-answer error when the generated client could not decode a

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/google/wire"
@@ -34,7 +33,6 @@ const (
 	maxResponseBytes = 64 << 20
 	// maxErrorBody is how much of an error answer goes into the error text.
 	maxErrorBody = 512
-	redacted     = "[redacted]"
 )
 
 // Client is the Harness manager's delegate API as a manager.Manager. It is safe for concurrent
@@ -239,20 +237,7 @@ func retryAfter(v string, now time.Time) time.Duration {
 // excerpt is the start of an answer's body for an error text, with the token and the secret
 // blanked out in case the manager (or a proxy) echoes the request.
 func (c *Client) excerpt(body []byte, tok string) string {
-	s := strings.TrimSpace(strings.ToValidUTF8(string(body), "\uFFFD"))
-	for _, hidden := range []string{tok, c.tokens.current(), c.secret} {
-		if hidden != "" {
-			s = strings.ReplaceAll(s, hidden, redacted)
-		}
-	}
-	if len(s) <= maxErrorBody {
-		return s
-	}
-	cut := maxErrorBody
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
+	return errs.Excerpt(body, maxErrorBody, tok, c.tokens.current(), c.secret)
 }
 
 // decode unmarshals a 2xx answer into v.
