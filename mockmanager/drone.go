@@ -110,6 +110,8 @@ type DroneServer struct {
 	order    []int64
 	requests map[requestKey]int64
 	open     map[string]int
+	// watching counts, by build id, the watches that listen for the build's cancel signal.
+	watching map[int64]int
 	// changed is closed and replaced on every change of state, waking long polls and waiters.
 	changed chan struct{}
 }
@@ -176,6 +178,7 @@ func NewDrone(opts DroneOptions) (*DroneServer, error) {
 		steps:    map[int64]*droneStep{},
 		requests: map[requestKey]int64{},
 		open:     map[string]int{},
+		watching: map[int64]int{},
 		changed:  make(chan struct{}),
 	}
 	if s.log == nil {
@@ -500,6 +503,15 @@ func (s *DroneServer) OpenRequests(route string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.open[route]
+}
+
+// Watching returns how many watches of the build listen for its cancel signal now. A watch
+// request is open (OpenRequests) a little before it listens; a cancel in between reaches it only
+// as a remembered cancel, as on the real server.
+func (s *DroneServer) Watching(buildID int64) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.watching[buildID]
 }
 
 // beginRequest marks a request to route as being served.

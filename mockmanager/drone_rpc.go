@@ -423,11 +423,17 @@ func (s *DroneServer) watch(ctx context.Context, buildID int64) (bool, *rpcFailu
 	var signal chan struct{}
 	if ok {
 		signal = b.signal
+		s.watching[buildID]++
 	}
 	s.mu.Unlock()
 	if !ok {
 		return false, failure(droneNoRows)
 	}
+	defer func() {
+		s.mu.Lock()
+		s.watching[buildID]--
+		s.mu.Unlock()
+	}()
 	timeout := time.NewTimer(s.opts.PollTimeout)
 	defer timeout.Stop()
 	recheck := time.NewTicker(s.opts.CancelRecheck)

@@ -337,7 +337,7 @@ func TestDroneWatch(t *testing.T) {
 			st, _ := w.status(http.MethodPost, fmt.Sprintf("/rpc/v2/build/%d/watch", b.Build.Id), nil)
 			answered <- st
 		}()
-		require.Eventually(t, func() bool { return ds.OpenRequests("WatchBuild") == 1 }, 10*time.Second, time.Millisecond)
+		require.Eventually(t, func() bool { return ds.Watching(b.Build.Id) == 1 }, 10*time.Second, time.Millisecond)
 		cancelled, err := ds.CancelBuild(b.Build.Id)
 		require.NoError(t, err)
 		require.Equal(t, http.StatusOK, <-answered)
@@ -535,7 +535,7 @@ func TestDroneOverlappingWatchesNeverMissACancel(t *testing.T) {
 			}
 			wg.Add(1)
 			go watch()
-			require.Eventually(t, func() bool { return ds.OpenRequests("WatchBuild") > 0 }, 10*time.Second, time.Millisecond)
+			require.Eventually(t, func() bool { return ds.Watching(b.Build.Id) > 0 }, 10*time.Second, time.Millisecond)
 			time.Sleep(delay)
 			_, err := ds.CancelBuild(b.Build.Id)
 			require.NoError(t, err)

@@ -153,7 +153,7 @@ func TestClientWatchSeesCancel(t *testing.T) {
 		result <- cancelled
 	}()
 	require.Eventually(t, func() bool {
-		return ds.OpenRequests("WatchBuild") == 1
+		return ds.Watching(b.Build.Id) == 1
 	}, 10*time.Second, 5*time.Millisecond)
 	_, err := ds.CancelBuild(b.Build.Id)
 	require.NoError(t, err)
