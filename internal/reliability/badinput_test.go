@@ -78,7 +78,7 @@ func TestMalformedManagerAnswersAreSkipped(t *testing.T) {
 		st := waitDone(t, mm, id)
 		require.Len(t, st.Responses, 1, "task %s", id)
 		require.Equal(t, "OK", st.Responses[0].Code)
-		require.Equal(t, 1, count(runner, "task started", id), "task %s ran once", id)
+		requireStartedOnce(t, id, runner)
 	}
 	mu.Lock()
 	require.Equal(t, 3, garbledPolls)

@@ -56,7 +56,7 @@ func TestTwoRunnersRunEachTaskOnce(t *testing.T) {
 		}
 	}
 	for _, id := range ids {
-		require.Equal(t, 1, count(a, "task started", id)+count(b, "task started", id), "task %s started once", id)
+		requireStartedOnce(t, id, a, b)
 	}
 	t.Logf("runner a lost %d acquires to runner b", conflictsOfA)
 	require.Len(t, chaos.Find(chaos.Records(a.Output()), "task taken by another runner"), conflictsOfA,
@@ -129,7 +129,7 @@ func TestRepeatedEventsNeverStartASecondRun(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, st.AcquireAttempts, 1, "task %s acquired with one call, never again", id)
 		require.Len(t, st.Responses, 1)
-		require.Equal(t, 1, count(runner, "task started", id))
+		requireStartedOnce(t, id, runner)
 	}
 }
 
@@ -150,7 +150,7 @@ func TestLostAnswersAreAskedAgainNotRunAgain(t *testing.T) {
 	require.Len(t, st.AcquireAttempts, 2, "asked twice")
 	require.True(t, st.AcquireAttempts[0].Granted && st.AcquireAttempts[1].Granted, "granted both times, to the same delegate")
 	require.Len(t, st.Responses, 1)
-	require.Equal(t, 1, count(runner, "task started", acquired))
+	requireStartedOnce(t, acquired, runner)
 
 	proxy.LoseNext(chaos.OpReport, 1)
 	reported := enqueue(t, mm, "SLEEP_TASK", sleepTask(0), runnerResponse)
@@ -161,5 +161,5 @@ func TestLostAnswersAreAskedAgainNotRunAgain(t *testing.T) {
 	st, err := mm.Task(reported)
 	require.NoError(t, err)
 	require.Equal(t, deref(st.Responses[0].DelegateId), deref(st.Responses[1].DelegateId), "one delegate, one run")
-	require.Equal(t, 1, count(runner, "task started", reported))
+	requireStartedOnce(t, reported, runner)
 }

@@ -153,6 +153,23 @@ func count(p *chaos.Process, msg, taskID string) int {
 	return n
 }
 
+// requireStartedOnce asserts that the runners together started task id exactly once. A runner's
+// output reaches the test through a pipe that is read on its own goroutine, so a line the runner
+// wrote before its result was sent may not have been read yet when the manager holds the result:
+// wait for the first start to be read before counting.
+func requireStartedOnce(t *testing.T, id string, runners ...*chaos.Process) {
+	t.Helper()
+	started := func() int {
+		n := 0
+		for _, p := range runners {
+			n += count(p, "task started", id)
+		}
+		return n
+	}
+	eventually(t, "the start of task "+id+" to be read from the runners' output", func() bool { return started() > 0 })
+	require.Equal(t, 1, started(), "task %s started once", id)
+}
+
 // enqueue queues a task and returns its id.
 func enqueue(t *testing.T, mm *mockmanager.TestServer, typ string, data any, mutate ...func(*mockmanager.NewTask)) string {
 	t.Helper()

@@ -171,5 +171,5 @@ func TestAcquireAnswerLostBeforeAnOutage(t *testing.T) {
 	st := waitDone(t, mm, id)
 	require.Len(t, st.Responses, 1)
 	require.Equal(t, 1, st.Acquisitions)
-	require.Equal(t, 1, count(runner, "task started", id))
+	requireStartedOnce(t, id, runner)
 }
