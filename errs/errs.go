@@ -33,6 +33,9 @@ const (
 	CodeAborted Code = "aborted"
 	// CodeShuttingDown: the runner stopped the task because it is shutting down.
 	CodeShuttingDown Code = "shutting_down"
+	// CodeInterrupted: the runner stopped (a crash, a kill) while the task ran; a restarted runner
+	// answers the task with it when its manager would otherwise wait for it forever.
+	CodeInterrupted Code = "interrupted"
 	// CodeAcquireConflict: another runner acquired the task first. Normal under competition.
 	CodeAcquireConflict Code = "acquire_conflict"
 	// CodeManagerUnavailable: the manager could not be reached or answered 5xx or 429. Retryable.
@@ -60,6 +63,7 @@ var (
 	ErrTimeout             = sentinel(CodeTimeout, "task timed out")
 	ErrAborted             = sentinel(CodeAborted, "task aborted by the manager")
 	ErrShuttingDown        = sentinel(CodeShuttingDown, "runner shutting down")
+	ErrInterrupted         = sentinel(CodeInterrupted, "the runner stopped while the task ran; it was not finished")
 	ErrAcquireConflict     = sentinel(CodeAcquireConflict, "task acquired by another runner")
 	ErrManagerUnavailable  = sentinel(CodeManagerUnavailable, "manager unavailable")
 	ErrManagerRejected     = sentinel(CodeManagerRejected, "manager rejected the request")

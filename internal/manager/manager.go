@@ -121,7 +121,15 @@ type Result struct {
 	// Data is the handler's JSON output, or nil when it produced none.
 	Data       json.RawMessage `json:"data,omitempty"`
 	FinishedAt time.Time       `json:"finishedAt"`
+	// Update is zero for a task's outcome. Above zero the result is the task's Update-th update,
+	// sent by its handler while it ran (tasks.Update): Data is the handler's update and Code is
+	// empty. A task's updates are delivered in their order, each once its delivery before it has
+	// ended, and its outcome after all of them; a manager with no updates refuses them for good.
+	Update int `json:"update,omitempty"`
 }
+
+// IsUpdate reports whether r is an update of a running task rather than its outcome.
+func (r Result) IsUpdate() bool { return r.Update > 0 }
 
 // Offerer is a manager whose polls are long polls that each offer at most one task and do not
 // hold it for the runner: it may be offered to other runners until one acquires it. A runner asks
@@ -132,6 +140,22 @@ type Offerer interface {
 	// Offer waits for a task the delegate may run and returns it, or nil when the manager had
 	// none before its long poll ended.
 	Offer(ctx context.Context, delegateID string) (*Event, error)
+}
+
+// Recoverer is a manager that keeps, on the runner's disk, the tasks this runner took and has not
+// reported yet. A Drone server offers a stage it gave a runner to no other runner, so a stage
+// running here when the runner stopped without answering it (a crash, a kill) would stay taken
+// until someone cancels it. At start, before taking work, the runtime answers each such task that
+// its spool holds no outcome for as failed with errs.ErrInterrupted.
+type Recoverer interface {
+	// Unfinished returns the tasks taken here and not yet reported.
+	Unfinished() ([]Unfinished, error)
+}
+
+// Unfinished is a task a Recoverer holds as taken and not reported.
+type Unfinished struct {
+	TaskID   string
+	TaskType string
 }
 
 // AbortSource is a manager that tells the runner to stop tasks outside its polls (by a watch it
