@@ -90,6 +90,7 @@ func TestResultSurvivesAKillWhileTheManagerIsAway(t *testing.T) {
 			require.NotEqual(t, holder, deref(registeredID(t, second)), "the renamed runner registered anew")
 			eventually(t, "the delivered result to leave the spool", func() bool { return len(spoolEntries(t, spool)) == 0 })
 
+			logged(t, second, "registered with the manager") // read from its output, which may lag
 			recs := chaos.Records(second.Output())
 			redelivery := chaos.Index(recs, "delivering a result kept from an earlier run")
 			registered := chaos.Index(recs, "registered with the manager")
