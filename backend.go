@@ -36,6 +36,10 @@ type backend struct {
 	// Drone is the Drone server's client, which running stages report to; nil for a Harness
 	// manager.
 	Drone *drone.Client
+	// Recover names the tasks an earlier run took and left unfinished, which the runner answers
+	// before it takes work: a Drone server hands a stage it gave a runner to no one else. Nil for
+	// a Harness manager, which gives a task nobody answered to another runner by itself.
+	Recover manager.Recoverer
 }
 
 // provideBackend makes the configured manager client; its cleanup closes the connections it

@@ -57,6 +57,7 @@ func TestEndpointReportsATaskThatRan(t *testing.T) {
 		{"dlite_heartbeat_failures_total", nil, 0},
 		{"dlite_results_total", map[string]string{"outcome": "delivered"}, 1},
 		{"dlite_results_total", map[string]string{"outcome": "rejected"}, 0},
+		{"dlite_task_updates_total", map[string]string{"outcome": "delivered"}, 0},
 		{"dlite_results_pending", nil, 0},
 		{"dlite_spool_depth", nil, 0},
 		{"dlite_slots", nil, 4},

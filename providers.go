@@ -244,7 +244,10 @@ func providePoller(cfg *config.Config, b backend, mgr manager.Manager, p *pool.P
 	return pl
 }
 
-func provideRunner(s *session.Session, p *poller.Poller, x *executor.Executor, r *reporter.Reporter,
+// provideRunner makes the runner; it answers the tasks an earlier run left unfinished when the
+// backend keeps them (a Drone server).
+func provideRunner(b backend, s *session.Session, p *poller.Poller, x *executor.Executor, r *reporter.Reporter,
 	a *admission.Controller, logger *slog.Logger) *runner.Runner {
-	return runner.New(runner.Options{Session: s, Poller: p, Executor: x, Reporter: r, Admission: a, Logger: logger})
+	return runner.New(runner.Options{Session: s, Poller: p, Executor: x, Reporter: r, Admission: a, Recover: b.Recover,
+		Logger: logger})
 }

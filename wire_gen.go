@@ -64,7 +64,7 @@ func assemble(cfg *config.Config, h handlers, logger *slog.Logger) (*runtime, fu
 	session := provideSession(cfg, dliteBackend, manager, identity, executor, logger)
 	controller := provideAdmission(cfg, logger)
 	poller := providePoller(cfg, dliteBackend, manager, pool, executor, session, controller, dispatcher, recorder, signal, logger)
-	runner := provideRunner(session, poller, executor, reporter, controller, logger)
+	runner := provideRunner(dliteBackend, session, poller, executor, reporter, controller, logger)
 	monitorOptions := provideMonitorOptions(cfg, recorder, runner, session, pool, spool, reporter, controller, identity)
 	monitor, err := telemetry.NewMonitor(monitorOptions)
 	if err != nil {

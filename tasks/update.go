@@ -10,6 +10,11 @@ import (
 // directly, in a unit test say, without WithUpdates.
 var ErrNoUpdates = errors.New("the task's runtime takes no updates")
 
+// ErrAnswered is the error of Update once the task's outcome has been handed to the runtime (its
+// handler returned, or the runtime stopped waiting for it): an update must not reach the manager
+// after the outcome.
+var ErrAnswered = errors.New("the task has already answered; it takes no more updates")
+
 type updatesKey struct{}
 
 // UpdateFunc takes one update of the running task; see Update.
@@ -27,7 +32,8 @@ func WithUpdates(ctx context.Context, f UpdateFunc) context.Context {
 // manager in the background, retried like an outcome and kept across a restart of the runner:
 // a task's updates reach the manager in the order it sent them, and its outcome after all of
 // them. What an update holds is between the handler and the manager's backend. Update fails only
-// when the task has no update channel (ErrNoUpdates) or data is not JSON.
+// when the task has no update channel (ErrNoUpdates), has already answered (ErrAnswered) or data
+// is not JSON.
 func Update(ctx context.Context, data any) error {
 	f, ok := ctx.Value(updatesKey{}).(UpdateFunc)
 	if !ok || f == nil {

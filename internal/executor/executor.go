@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"slices"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"github.com/dlite-dev/dlite/errs"
 	"github.com/dlite-dev/dlite/internal/dispatch"
 	"github.com/dlite-dev/dlite/internal/manager"
+	"github.com/dlite-dev/dlite/tasks"
 )
 
 // Dispatcher runs one task in the calling goroutine and reports its outcome exactly once (see
@@ -24,7 +26,8 @@ type Slots interface {
 	Wait(ctx context.Context) error
 }
 
-// Deliverer takes finished results.
+// Deliverer takes finished results, and the updates of running tasks. Deliver returns once it
+// holds the result durably.
 type Deliverer interface {
 	Deliver(r manager.Result)
 }
@@ -56,8 +59,24 @@ type RunningTask struct {
 }
 
 type entry struct {
-	info   RunningTask
+	run    *running                // nil while the task is only claimed
 	cancel context.CancelCauseFunc // nil while the task is only claimed
+}
+
+// running is a task started here and what it has reported: its updates are numbered from 1 in the
+// order they are handed to the reporter, and once its outcome has been, it takes no more. It is
+// all a task costs beyond its goroutine and contexts, thousands of them waiting at once.
+type running struct {
+	x          *Executor
+	task       *manager.Task
+	delegateID string
+	info       RunningTask
+	// mu makes numbering an update and handing it over one step, so that the numbers follow the
+	// order of delivery when a handler sends from several goroutines, and orders the outcome after
+	// every update handed over before it.
+	mu       sync.Mutex
+	updates  int  // updates handed over
+	answered bool // the outcome was handed over
 }
 
 // Executor runs tasks. It is safe for concurrent use.
@@ -123,30 +142,61 @@ func (x *Executor) Unclaim(taskID string) {
 // claimed; Start reports it whatever happens.
 func (x *Executor) Start(task *manager.Task, delegateID string) {
 	ctx, cancel := context.WithCancelCause(x.base)
-	info := RunningTask{ID: task.ID, Type: task.Type, StartedAt: x.opts.Now()}
+	rt := &running{x: x, task: task, delegateID: delegateID, info: RunningTask{ID: task.ID, Type: task.Type, StartedAt: x.opts.Now()}}
+	ctx = tasks.WithUpdates(ctx, rt.update)
 	x.mu.Lock()
-	x.claimed[task.ID] = &entry{info: info, cancel: cancel}
+	x.claimed[task.ID] = &entry{run: rt, cancel: cancel}
 	x.mu.Unlock()
 	if x.opts.Observer != nil {
-		x.opts.Observer.TaskStarted(info)
+		x.opts.Observer.TaskStarted(rt.info)
 	}
 	x.opts.Slots.Go(func() {
 		defer cancel(nil)
-		x.run(ctx, task, delegateID, info)
+		x.run(ctx, rt)
 	})
+}
+
+// endpoint is where the task's results go.
+func endpoint(task *manager.Task) manager.Endpoint {
+	if task.RunnerResponse {
+		return manager.EndpointRunner
+	}
+	return manager.EndpointLegacy
+}
+
+// update hands the task's next update to the reporter (the task's tasks.UpdateFunc). It returns
+// once the update is spooled, and fails once the task has answered.
+func (rt *running) update(data json.RawMessage) error {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.answered {
+		return tasks.ErrAnswered
+	}
+	rt.updates++
+	rt.x.opts.Reporter.Deliver(manager.Result{
+		TaskID:     rt.task.ID,
+		TaskType:   rt.task.Type,
+		DelegateID: rt.delegateID,
+		Endpoint:   endpoint(rt.task),
+		Update:     rt.updates,
+		Data:       data,
+		FinishedAt: rt.x.opts.Now(),
+	})
+	return nil
 }
 
 // run runs the task in its slot's goroutine. The result is handed over as soon as the outcome is
 // reported; the slot stays taken, and the task listed as running, until the handler has returned
 // (later than the report only for a handler that ignored its cancellation).
-func (x *Executor) run(ctx context.Context, task *manager.Task, delegateID string, info RunningTask) {
+func (x *Executor) run(ctx context.Context, rt *running) {
+	task := rt.task
 	// The task's lines name it attribute by attribute: a logger annotated per task would be built
 	// for two lines and kept in memory for as long as the task runs. Encoding a line goes deeper
 	// than a waiting handler, so it is written off this goroutine's stack (see dispatch.OffStack).
 	dispatch.OffStack(func() {
 		x.logger.Info("task started", "task_id", task.ID, "task_type", task.Type, "timeout", task.Timeout)
 	})
-	x.opts.Dispatcher.Run(ctx, task, x.logger, func(out dispatch.Outcome) { x.finish(task, delegateID, info, out) })
+	x.opts.Dispatcher.Run(ctx, task, x.logger, func(out dispatch.Outcome) { x.finish(rt, out) })
 	x.mu.Lock()
 	delete(x.claimed, task.ID)
 	x.finished[task.ID] = x.opts.Now()
@@ -154,18 +204,16 @@ func (x *Executor) run(ctx context.Context, task *manager.Task, delegateID strin
 	x.mu.Unlock()
 }
 
-// finish hands a task's outcome to the reporter, logs it and tells the observer.
-func (x *Executor) finish(task *manager.Task, delegateID string, info RunningTask, out dispatch.Outcome) {
+// finish hands a task's outcome to the reporter, after the updates handed over before it and
+// closing the task to more, logs it and tells the observer.
+func (x *Executor) finish(rt *running, out dispatch.Outcome) {
+	task, info := rt.task, rt.info
 	took := x.opts.Now().Sub(info.StartedAt)
-	endpoint := manager.EndpointLegacy
-	if task.RunnerResponse {
-		endpoint = manager.EndpointRunner
-	}
 	res := manager.Result{
 		TaskID:     task.ID,
 		TaskType:   task.Type,
-		DelegateID: delegateID,
-		Endpoint:   endpoint,
+		DelegateID: rt.delegateID,
+		Endpoint:   endpoint(task),
 		Code:       out.Code,
 		Data:       out.Data,
 		FinishedAt: x.opts.Now(),
@@ -173,7 +221,10 @@ func (x *Executor) finish(task *manager.Task, delegateID string, info RunningTas
 	if out.Err != nil {
 		res.Error = out.Err.Error()
 	}
+	rt.mu.Lock()
+	rt.answered = true
 	x.opts.Reporter.Deliver(res)
+	rt.mu.Unlock()
 
 	// Milliseconds, the same number in text and JSON logs (a Duration is nanoseconds in JSON).
 	if res.Error == "" {
@@ -221,8 +272,8 @@ func (x *Executor) Running() []RunningTask {
 	defer x.mu.Unlock()
 	out := make([]RunningTask, 0, len(x.claimed))
 	for _, e := range x.claimed {
-		if e.cancel != nil {
-			out = append(out, e.info)
+		if e.run != nil {
+			out = append(out, e.run.info)
 		}
 	}
 	slices.SortFunc(out, func(a, b RunningTask) int { return a.StartedAt.Compare(b.StartedAt) })
@@ -235,7 +286,7 @@ func (x *Executor) RunningIDs() []string {
 	defer x.mu.Unlock()
 	ids := make([]string, 0, len(x.claimed))
 	for id, e := range x.claimed {
-		if e.cancel != nil {
+		if e.run != nil {
 			ids = append(ids, id)
 		}
 	}

@@ -23,19 +23,38 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const waitFor = 10 * time.Second
 
-// results is a Deliverer that keeps what it is handed.
+// results is a Deliverer that keeps what it is handed: each task's outcome, and every record in
+// the order it came.
 type results struct {
 	mu  sync.Mutex
 	got map[string]manager.Result
+	all []manager.Result
 }
 
 func (r *results) Deliver(res manager.Result) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.all = append(r.all, res)
+	if res.Update > 0 {
+		return
+	}
 	if r.got == nil {
 		r.got = map[string]manager.Result{}
 	}
 	r.got[res.TaskID] = res
+}
+
+// of returns the records of a task in the order they came.
+func (r *results) of(taskID string) []manager.Result {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []manager.Result
+	for _, res := range r.all {
+		if res.TaskID == taskID {
+			out = append(out, res)
+		}
+	}
+	return out
 }
 
 func (r *results) wait(t *testing.T, taskID string) manager.Result {
@@ -51,18 +70,20 @@ func (r *results) wait(t *testing.T, taskID string) manager.Result {
 	return res
 }
 
-// rig is an executor with three legacy task types: ECHO answers its task id, BLOCK waits for its
-// context to end, SLOW waits for a release.
+// rig is an executor with four legacy task types: ECHO answers its task id, BLOCK waits for its
+// context to end, SLOW waits for a release, UPDATES sends an update from each of the goroutines
+// its data asks for and hands its context to contexts.
 type rig struct {
-	x       *executor.Executor
-	slots   *pool.Pool
-	results *results
-	release chan struct{}
+	x        *executor.Executor
+	slots    *pool.Pool
+	results  *results
+	release  chan struct{}
+	contexts chan context.Context
 }
 
 func newRig(t *testing.T, size int) *rig {
 	t.Helper()
-	r := &rig{slots: pool.New(size), results: &results{}, release: make(chan struct{})}
+	r := &rig{slots: pool.New(size), results: &results{}, release: make(chan struct{}), contexts: make(chan context.Context, 2)}
 	d, err := dispatch.New(dispatch.Options{Legacy: map[string]http.Handler{
 		"ECHO": http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			env, _ := tasks.FromContext(req.Context())
@@ -74,6 +95,29 @@ func newRig(t *testing.T, size int) *rig {
 		}),
 		"SLOW": http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			<-r.release
+		}),
+		"UPDATES": http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			var env struct{ Data struct{ Senders int } }
+			if err := json.NewDecoder(req.Body).Decode(&env); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			var wg sync.WaitGroup
+			in := env.Data
+			errors := make(chan error, in.Senders)
+			for i := range in.Senders {
+				wg.Go(func() { errors <- tasks.Update(req.Context(), map[string]int{"sender": i}) })
+			}
+			wg.Wait()
+			close(errors)
+			for err := range errors {
+				if err != nil {
+					http.Error(w, err.Error(), http.StatusInternalServerError)
+					return
+				}
+			}
+			r.contexts <- req.Context()
+			_ = json.NewEncoder(w).Encode(map[string]int{"sent": in.Senders})
 		}),
 	}})
 	require.NoError(t, err)
@@ -90,9 +134,15 @@ func newRig(t *testing.T, size int) *rig {
 // start claims, reserves a slot for and starts a task, as the poller does.
 func (r *rig) start(t *testing.T, id, typ string, runnerResponse bool) {
 	t.Helper()
+	r.startWith(t, id, typ, runnerResponse, nil)
+}
+
+// startWith starts a task with data.
+func (r *rig) startWith(t *testing.T, id, typ string, runnerResponse bool, data json.RawMessage) {
+	t.Helper()
 	require.True(t, r.x.Claim(id))
 	require.Equal(t, 1, r.slots.TryReserve(1))
-	r.x.Start(&manager.Task{Envelope: tasks.Envelope{ID: id, Type: typ, RunnerResponse: runnerResponse}}, "d-1")
+	r.x.Start(&manager.Task{Envelope: tasks.Envelope{ID: id, Type: typ, RunnerResponse: runnerResponse}, Data: data}, "d-1")
 }
 
 // A finished task's result names the delegate, the endpoint the task asked for and the output.
@@ -174,4 +224,47 @@ func TestCancelAllReportsEveryTask(t *testing.T) {
 		require.Equal(t, "runner shutting down", res.Error)
 	}
 	require.Empty(t, r.x.Running())
+}
+
+// A task's updates are handed over numbered from 1 in the order they reach the reporter, even when
+// its handler sends them from several goroutines, addressed as its outcome is, and before it; an
+// update after the outcome is refused.
+func TestUpdatesAreNumberedAndGoBeforeTheOutcome(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 2)
+	r.startWith(t, "t-2", "UPDATES", true, json.RawMessage(`{"senders":2}`))
+	r.startWith(t, "t-8", "UPDATES", false, json.RawMessage(`{"senders":8}`))
+	for _, tc := range []struct {
+		id       string
+		senders  int
+		endpoint manager.Endpoint
+	}{{"t-2", 2, manager.EndpointRunner}, {"t-8", 8, manager.EndpointLegacy}} {
+		out := r.results.wait(t, tc.id)
+		require.Equal(t, manager.CodeOK, out.Code, out.Error)
+		recs := r.results.of(tc.id)
+		require.Len(t, recs, tc.senders+1)
+		senders := map[int]bool{}
+		for i, rec := range recs[:tc.senders] {
+			require.Equal(t, i+1, rec.Update, "numbered in the order they were handed over")
+			require.Empty(t, rec.Code)
+			require.Equal(t, "UPDATES", rec.TaskType)
+			require.Equal(t, "d-1", rec.DelegateID)
+			require.Equal(t, tc.endpoint, rec.Endpoint)
+			require.False(t, rec.FinishedAt.IsZero())
+			var data struct{ Sender int }
+			require.NoError(t, json.Unmarshal(rec.Data, &data))
+			senders[data.Sender] = true
+		}
+		require.Len(t, senders, tc.senders, "one update from each sender")
+		require.Equal(t, 0, recs[tc.senders].Update, "the outcome comes last")
+		require.Equal(t, tc.endpoint, recs[tc.senders].Endpoint)
+	}
+
+	ctx := <-r.contexts
+	ctx2 := <-r.contexts
+	for _, c := range []context.Context{ctx, ctx2} {
+		require.ErrorIs(t, tasks.Update(c, "late"), tasks.ErrAnswered)
+	}
+	require.Len(t, r.results.of("t-2"), 3, "nothing was sent after the outcome")
+	require.Len(t, r.results.of("t-8"), 9)
 }

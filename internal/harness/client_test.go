@@ -142,6 +142,25 @@ func TestReportRefusesWhatCannotBeAddressed(t *testing.T) {
 	require.Empty(t, rec.all(), "nothing may be sent for a result without an address")
 }
 
+// The Harness manager has no endpoint for a task's updates: one is refused for good, on either
+// endpoint, without a request.
+func TestReportRefusesUpdatesWithoutARequest(t *testing.T) {
+	t.Parallel()
+	endpoint, rec := newServer(t, reply(http.StatusOK, ""))
+	c := newClient(t, endpoint, nil)
+	for _, ep := range []manager.Endpoint{manager.EndpointLegacy, manager.EndpointRunner} {
+		update := okResult(json.RawMessage(`{"step":1}`))
+		update.Endpoint, update.Code, update.Update = ep, "", 1
+		err := c.Report(t.Context(), update)
+		require.ErrorIs(t, err, errs.ErrManagerRejected)
+		require.False(t, errs.Retryable(err))
+		require.Contains(t, err.Error(), "the Harness manager takes no task updates")
+	}
+	require.Empty(t, rec.all(), "an update is refused without a call")
+	require.NoError(t, c.Report(t.Context(), okResult(nil)), "an outcome still goes")
+	require.Len(t, rec.all(), 1)
+}
+
 func TestRegister(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)

@@ -14,8 +14,13 @@ import (
 // Report delivers a task's result on the endpoint r.Endpoint names: the legacy status endpoint,
 // whose data is always a JSON object and whose code is OK or FAILED, or the runner status
 // endpoint, which carries the code (OK, FAILED, TIMEOUT), the error text and the output bytes.
+// The Harness manager has no endpoint for a task's updates: an update is refused for good,
+// without a call.
 func (c *Client) Report(ctx context.Context, r manager.Result) error {
 	op := "report task " + r.TaskID
+	if r.IsUpdate() {
+		return errs.New(errs.CodeManagerRejected, op, "the Harness manager takes no task updates")
+	}
 	if err := requireID(op, "task id", r.TaskID); err != nil {
 		return err
 	}

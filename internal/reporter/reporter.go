@@ -1,8 +1,11 @@
 package reporter
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
+	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,12 +51,15 @@ type Options struct {
 	MaxInFlight int
 	Logger      *slog.Logger
 	Now         func() time.Time
-	// OnDone, if set, hears how each delivery ended.
+	// OnDone, if set, hears how each delivery ended: of an outcome, or of an update
+	// (r.IsUpdate()).
 	OnDone func(r manager.Result, o Outcome)
 }
 
-// Reporter delivers results. Deliveries run until they end or the context given to Start ends;
-// what is still undelivered then stays in the spool for the next start.
+// Reporter delivers results: the outcomes of tasks and the updates their handlers send while they
+// run. Deliveries run until they end or the context given to Start ends; what is still
+// undelivered then stays in the spool for the next start. The records of one task are delivered
+// one after the other, in the order Deliver took them; records of different tasks go at once.
 type Reporter struct {
 	opts    Options
 	logger  *slog.Logger
@@ -67,6 +73,22 @@ type Reporter struct {
 	// it last was. Both are guarded by mu.
 	wake  chan struct{}
 	woken time.Time
+	// chains holds the place in line of every task with records pending, guarded by mu. A
+	// task's entry goes when its last pending record ends, so the map holds the tasks in
+	// delivery, and a task with one record never waits.
+	chains map[string]chain
+}
+
+// chain is the line of one task's pending records: the record at place n (counted from the
+// first record of the line, 0) is sent once n records of the line have ended.
+type chain struct {
+	launched int // records put in line
+	ended    int // records whose delivery ended
+	outcomes int // outcomes among the pending records
+	// turn is closed, and cleared, when a record of the line ends: a record waiting for its
+	// turn looks again. It is made by the first record that waits, so a line no record waits
+	// in costs no channel.
+	turn chan struct{}
 }
 
 // minWakeGap spaces the wake-ups that answers from the manager cause: while a manager fails some
@@ -95,11 +117,13 @@ func New(opts Options) *Reporter {
 	}
 	idle := make(chan struct{})
 	close(idle)
-	return &Reporter{opts: opts, logger: opts.Logger, sem: make(chan struct{}, opts.MaxInFlight), idle: idle, wake: make(chan struct{})}
+	return &Reporter{opts: opts, logger: opts.Logger, sem: make(chan struct{}, opts.MaxInFlight), idle: idle, wake: make(chan struct{}),
+		chains: make(map[string]chain)}
 }
 
 // Start sets the context deliveries run under and redelivers what the spool holds from earlier
-// runs. It returns the number of results it found there.
+// runs: each task's updates by their number, then its outcome. It returns the number of records
+// it found there.
 func (r *Reporter) Start(ctx context.Context) (int, error) {
 	r.mu.Lock()
 	r.ctx = ctx
@@ -117,16 +141,55 @@ func (r *Reporter) Start(ctx context.Context) (int, error) {
 			r.logger.Error("could not sync the results kept from an earlier run", "err", err)
 		}
 	}
+	inTaskOrder(items)
 	for _, it := range items {
-		r.logger.Info("delivering a result kept from an earlier run",
-			"task_id", it.Entry.Result.TaskID, "code", it.Entry.Result.Code, "stored_at", it.Entry.StoredAt)
-		r.launch(it.Key, it.Entry.Result, it.Entry.StoredAt)
+		res := it.Entry.Result
+		if res.IsUpdate() {
+			r.logger.Info("delivering an update kept from an earlier run",
+				"task_id", res.TaskID, "update", res.Update, "stored_at", it.Entry.StoredAt)
+		} else {
+			r.logger.Info("delivering a result kept from an earlier run",
+				"task_id", res.TaskID, "code", res.Code, "stored_at", it.Entry.StoredAt)
+		}
+		r.launch(it.Key, res, it.Entry.StoredAt)
 	}
 	return len(items), nil
 }
 
+// inTaskOrder puts the records of each task in the order they are delivered in: its updates by
+// their number, then its outcome. The spool keeps them in the order they were stored, which for
+// updates sent from several goroutines of a handler need not be theirs; the places a task's
+// records hold among those of other tasks stay the same.
+func inTaskOrder(items []spool.Item) {
+	places := make(map[string][]int)
+	for i, it := range items {
+		places[it.Entry.Result.TaskID] = append(places[it.Entry.Result.TaskID], i)
+	}
+	rank := func(it spool.Item) int {
+		if it.Entry.Result.IsUpdate() {
+			return it.Entry.Result.Update
+		}
+		return math.MaxInt
+	}
+	for _, at := range places {
+		if len(at) < 2 {
+			continue
+		}
+		recs := make([]spool.Item, len(at))
+		for j, i := range at {
+			recs[j] = items[i]
+		}
+		slices.SortStableFunc(recs, func(a, b spool.Item) int { return cmp.Compare(rank(a), rank(b)) })
+		for j, i := range at {
+			items[i] = recs[j]
+		}
+	}
+}
+
 // Deliver stores res in the spool, when there is one, and sends it in the background. It returns
-// once the result is written (and fsynced, when SyncDelay is zero).
+// once the result is written (and fsynced, when SyncDelay is zero). A task's records are sent in
+// the order Deliver took them: each is first tried once the delivery of the one before it has
+// ended (delivered, refused for good or expired).
 func (r *Reporter) Deliver(res manager.Result) {
 	storedAt := r.opts.Now()
 	key := ""
@@ -139,14 +202,22 @@ func (r *Reporter) Deliver(res manager.Result) {
 		}
 		if err != nil {
 			// Still deliver from memory: a full disk must not cost the result while we run.
-			r.logger.Error("could not spool result; it is kept in memory only", "task_id", res.TaskID, "err", err)
+			r.recordLogger(&res).Error(wordsFor(res.Update).unspooled, "err", err)
 		}
 	}
 	r.launch(key, res, storedAt)
 }
 
-// Pending returns how many results are waiting for delivery.
+// Pending returns how many results (outcomes and updates) are waiting for delivery.
 func (r *Reporter) Pending() int { return int(r.pending.Load()) }
+
+// HasOutcome reports whether an outcome of the task is waiting for delivery here, handed to
+// Deliver or loaded from the spool by Start.
+func (r *Reporter) HasOutcome(taskID string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.chains[taskID].outcomes > 0
+}
 
 // ManagerAnswered tells the reporter that the manager answered a call (the runtime calls it for
 // every answered call, through a contact.Signal): results waiting to be tried again after
@@ -201,36 +272,143 @@ func (r *Reporter) Wait() { r.wg.Wait() }
 func (r *Reporter) launch(key string, res manager.Result, storedAt time.Time) {
 	r.mu.Lock()
 	ctx := r.ctx
+	if ctx == nil {
+		r.mu.Unlock()
+		panic("reporter: Deliver before Start")
+	}
 	if r.pending.Add(1) == 1 {
 		r.idle = make(chan struct{})
 	}
-	r.mu.Unlock()
-	if ctx == nil {
-		panic("reporter: Deliver before Start")
+	// res.Update rather than res.IsUpdate(): the method would copy res onto the stack of every
+	// caller, a task's goroutine among them.
+	update := res.Update > 0
+	c := r.chains[res.TaskID]
+	// The entry of a task goes when its last pending record ends: place is above 0 only when
+	// records of the task are pending, and this one must wait for them.
+	place := c.launched
+	c.launched++
+	if !update {
+		c.outcomes++
 	}
+	r.chains[res.TaskID] = c
+	r.mu.Unlock()
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		defer r.done()
-		r.deliver(ctx, key, res, storedAt)
+		defer r.done(res.TaskID, update)
+		r.deliver(ctx, key, res, storedAt, place)
 	}()
 }
 
-func (r *Reporter) done() {
+// done ends the delivery of a record of the task: the next record of the task may go.
+func (r *Reporter) done(taskID string, update bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	c := r.chains[taskID]
+	c.ended++
+	if !update {
+		c.outcomes--
+	}
+	if c.turn != nil {
+		close(c.turn)
+		c.turn = nil
+	}
+	if c.ended == c.launched {
+		delete(r.chains, taskID)
+	} else {
+		r.chains[taskID] = c
+	}
 	if r.pending.Add(-1) == 0 {
 		close(r.idle)
 	}
 }
 
-func (r *Reporter) deliver(ctx context.Context, key string, res manager.Result, storedAt time.Time) {
+// awaitTurn waits until the records of the task before place have ended, and reports false if
+// ctx ended first.
+func (r *Reporter) awaitTurn(ctx context.Context, taskID string, place int) bool {
+	for {
+		if ctx.Err() != nil {
+			return false
+		}
+		r.mu.Lock()
+		c := r.chains[taskID]
+		if c.ended >= place {
+			r.mu.Unlock()
+			return true
+		}
+		if c.turn == nil {
+			c.turn = make(chan struct{})
+			r.chains[taskID] = c
+		}
+		turn := c.turn
+		r.mu.Unlock()
+		select {
+		case <-turn:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// words are the texts of a record's log lines and errors: an outcome is a result, an update an
+// update. They are fixed texts, so that no line costs a concatenation on a delivery's stack.
+type words struct {
+	retrying, delivered, kept, unkept, expired, refused, unremoved, unspooled, unsynced, op string
+}
+
+var (
+	resultWords = words{
+		retrying:  "result not delivered yet; retrying",
+		delivered: "result delivered",
+		kept:      "runner stopping; result stays in the spool for the next start",
+		unkept:    "runner stopping; result LOST (it could not be spooled)",
+		expired:   "result LOST: the manager did not accept it before it expired",
+		refused:   "result LOST: the manager refused it for good",
+		unremoved: "could not remove spooled result; it will be delivered again at the next start",
+		unspooled: "could not spool result; it is kept in memory only",
+		unsynced:  "could not sync a spooled result; it survives a crash of the runner, not of the machine",
+		op:        "deliver result",
+	}
+	updateWords = words{
+		retrying:  "update not delivered yet; retrying",
+		delivered: "update delivered",
+		kept:      "runner stopping; update stays in the spool for the next start",
+		unkept:    "runner stopping; update LOST (it could not be spooled)",
+		expired:   "update LOST: the manager did not accept it before it expired",
+		refused:   "update LOST: the manager refused it for good",
+		unremoved: "could not remove spooled update; it will be delivered again at the next start",
+		unspooled: "could not spool update; it is kept in memory only",
+		unsynced:  "could not sync a spooled update; it survives a crash of the runner, not of the machine",
+		op:        "deliver update",
+	}
+)
+
+// wordsFor returns the words of a record with the update number n.
+func wordsFor(n int) *words {
+	if n > 0 {
+		return &updateWords
+	}
+	return &resultWords
+}
+
+// recordLogger returns the logger of a record's lines: they name its task, and its code or its
+// update number.
+func (r *Reporter) recordLogger(res *manager.Result) *slog.Logger {
+	if res.Update > 0 {
+		return r.logger.With("task_id", res.TaskID, "task_type", res.TaskType, "update", res.Update)
+	}
+	return r.logger.With("task_id", res.TaskID, "task_type", res.TaskType, "code", res.Code)
+}
+
+// deliver sends one record until its delivery ends. A record at a place above 0 in its task's
+// line is first tried once the records before it have ended.
+func (r *Reporter) deliver(ctx context.Context, key string, res manager.Result, storedAt time.Time, place int) {
 	// Most deliveries succeed at once and log nothing at the usual levels; the logger with the
 	// result's attributes is built only when a line is written.
 	var logger *slog.Logger
 	log := func() *slog.Logger {
 		if logger == nil {
-			logger = r.logger.With("task_id", res.TaskID, "task_type", res.TaskType, "code", res.Code)
+			logger = r.recordLogger(&res)
 		}
 		return logger
 	}
@@ -241,39 +419,45 @@ func (r *Reporter) deliver(ctx context.Context, key string, res manager.Result, 
 	}
 	expires := storedAt.Add(r.opts.TTL)
 	attempts := 0
-	err := retry.UntilWoken(ctx, r.opts.Backoff, r.wakeChan, func(ctx context.Context) error {
-		if !r.opts.Now().Before(expires) {
-			return errs.Newf(errs.CodeExpired, "deliver result", "kept since %s", storedAt.Format(time.RFC3339))
-		}
-		attempts++
-		return r.send(ctx, res)
-	}, func(err error) bool { return !errs.Retryable(err) }, func(err error, wait time.Duration) {
-		log().Warn("result not delivered yet; retrying", "err", err, "attempt", attempts, "retry_in", wait.Round(time.Millisecond))
-	})
+	var err error
+	if place > 0 && !r.awaitTurn(ctx, res.TaskID, place) {
+		err = ctx.Err()
+	} else {
+		err = retry.UntilWoken(ctx, r.opts.Backoff, r.wakeChan, func(ctx context.Context) error {
+			if !r.opts.Now().Before(expires) {
+				return errs.Newf(errs.CodeExpired, wordsFor(res.Update).op, "kept since %s", storedAt.Format(time.RFC3339))
+			}
+			attempts++
+			return r.send(ctx, res)
+		}, func(err error) bool { return !errs.Retryable(err) }, func(err error, wait time.Duration) {
+			log().Warn(wordsFor(res.Update).retrying, "err", err, "attempt", attempts, "retry_in", wait.Round(time.Millisecond))
+		})
+	}
+	w := wordsFor(res.Update)
 	var outcome Outcome
 	switch {
 	case err == nil:
 		outcome = Delivered
 		if r.logger.Enabled(ctx, slog.LevelDebug) {
-			log().Debug("result delivered", "attempts", attempts)
+			log().Debug(w.delivered, "attempts", attempts)
 		}
 	case ctx.Err() != nil:
 		if key != "" {
-			log().Info("runner stopping; result stays in the spool for the next start")
+			log().Info(w.kept)
 		} else {
-			log().Error("runner stopping; result LOST (it could not be spooled)")
+			log().Error(w.unkept)
 		}
 		return
 	case errs.CodeOf(err) == errs.CodeExpired:
 		outcome = Expired
-		log().Error("result LOST: the manager did not accept it before it expired", "err", err, "attempts", attempts, "ttl", r.opts.TTL)
+		log().Error(w.expired, "err", err, "attempts", attempts, "ttl", r.opts.TTL)
 	default:
 		outcome = Rejected
-		log().Error("result LOST: the manager refused it for good", "err", err, "attempts", attempts)
+		log().Error(w.refused, "err", err, "attempts", attempts)
 	}
 	if key != "" {
 		if rmErr := r.opts.Spool.Remove(key); rmErr != nil {
-			log().Error("could not remove spooled result; it will be delivered again at the next start", "err", rmErr)
+			log().Error(w.unremoved, "err", rmErr)
 		}
 	}
 	if r.opts.OnDone != nil {
@@ -296,7 +480,6 @@ func (r *Reporter) send(ctx context.Context, res manager.Result) error {
 // sync makes a spooled result that is still undelivered durable.
 func (r *Reporter) sync(key string, res manager.Result) {
 	if err := r.opts.Spool.Sync(key); err != nil {
-		r.logger.Error("could not sync a spooled result; it survives a crash of the runner, not of the machine",
-			"task_id", res.TaskID, "task_type", res.TaskType, "err", err)
+		r.recordLogger(&res).Error(wordsFor(res.Update).unsynced, "err", err)
 	}
 }

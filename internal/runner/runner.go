@@ -9,6 +9,7 @@ import (
 
 	"github.com/dlite-dev/dlite/errs"
 	"github.com/dlite-dev/dlite/internal/executor"
+	"github.com/dlite-dev/dlite/internal/manager"
 	"github.com/dlite-dev/dlite/internal/poller"
 	"github.com/dlite-dev/dlite/internal/reporter"
 	"github.com/dlite-dev/dlite/internal/session"
@@ -27,6 +28,10 @@ type Options struct {
 	Executor  *executor.Executor
 	Reporter  *reporter.Reporter
 	Admission Admission
+	// Recover, when the manager keeps the tasks this runner took (a Drone server), names the tasks
+	// an earlier run left unfinished; Run answers them before it takes work. Nil for a manager
+	// that hands a task nobody answers to another runner by itself (Harness).
+	Recover manager.Recoverer
 	// FinalWait bounds how long cancelled tasks may take to report, and how long the reporter may
 	// take to deliver what is pending, once the drain is over. Default 15s each.
 	FinalWait time.Duration
@@ -88,7 +93,8 @@ func (r *Runner) setPhase(p Phase) {
 }
 
 // Run registers the runner and takes work until ctx ends or Shutdown is called, then drains and
-// returns. Cancelling ctx is a hard stop: running tasks are cancelled and reported at once.
+// returns. Before it registers, it answers the tasks an earlier run left unfinished
+// (Options.Recover). Cancelling ctx is a hard stop: running tasks are cancelled and reported at once.
 // Results that could not be delivered stay in the spool for the next start.
 func (r *Runner) Run(ctx context.Context) error {
 	defer close(r.done)
@@ -110,6 +116,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	if kept > 0 {
 		r.logger.Info("redelivering results kept from an earlier run", "results", kept)
 	}
+	r.answerUnfinished()
 	background.Go(func() { _ = r.opts.Admission.Run(bg) })
 
 	// work ends with ctx or with the start of a graceful shutdown.
@@ -175,6 +182,49 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	r.logger.Info("runner stopped")
 	return nil
+}
+
+// answerUnfinished answers, as failed with errs.ErrInterrupted, each task an earlier run took and
+// left without an outcome: one it was running when it stopped without answering (a crash, a
+// kill), which a manager that offers a taken task to nobody else would otherwise wait for
+// forever. A task whose outcome the spool holds is left to that outcome.
+//
+// The tasks are read twice, before and after looking at the outcomes pending: an outcome kept
+// from the earlier run that is delivered in between leaves the reporter, but its task has then
+// been reported, and the second reading no longer names it.
+func (r *Runner) answerUnfinished() {
+	if r.opts.Recover == nil {
+		return
+	}
+	taken, err := r.opts.Recover.Unfinished()
+	if err != nil {
+		r.logger.Error("could not read the tasks an earlier run left unfinished; they are not answered", "err", err)
+		return
+	}
+	pending := make(map[string]bool)
+	for _, u := range taken {
+		if r.opts.Reporter.HasOutcome(u.TaskID) {
+			pending[u.TaskID] = true
+		}
+	}
+	if taken, err = r.opts.Recover.Unfinished(); err != nil {
+		r.logger.Error("could not read the tasks an earlier run left unfinished; they are not answered", "err", err)
+		return
+	}
+	now := time.Now()
+	for _, u := range taken {
+		if pending[u.TaskID] || r.opts.Reporter.HasOutcome(u.TaskID) {
+			continue
+		}
+		r.logger.Warn("answering a task an earlier run left unfinished", "task_id", u.TaskID, "task_type", u.TaskType)
+		r.opts.Reporter.Deliver(manager.Result{
+			TaskID:     u.TaskID,
+			TaskType:   u.TaskType,
+			Code:       manager.CodeFailed,
+			Error:      errs.ErrInterrupted.Error(),
+			FinishedAt: now,
+		})
+	}
 }
 
 // drain lets running tasks finish until ctx ends, then cancels the rest and waits (bounded) for

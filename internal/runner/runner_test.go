@@ -63,6 +63,18 @@ type parts struct {
 
 func assemble(t *testing.T, mm *mockmanager.TestServer, spoolDir string, finalWait time.Duration) *parts {
 	t.Helper()
+	return assembleWith(t, mm, spoolDir, finalWait, extras{})
+}
+
+// extras are what some tests add to a runner: the tasks a manager keeps as unfinished, and a
+// sender standing between the reporter and the manager.
+type extras struct {
+	recover manager.Recoverer
+	sender  func(reporter.Sender) reporter.Sender
+}
+
+func assembleWith(t *testing.T, mm *mockmanager.TestServer, spoolDir string, finalWait time.Duration, ex extras) *parts {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(t.Output(), nil))
 	client, err := harness.New(harness.Options{Endpoint: mm.URL, AccountID: mm.AccountID(), AccountSecret: mm.AccountSecret()})
 	require.NoError(t, err)
@@ -82,7 +94,11 @@ func assemble(t *testing.T, mm *mockmanager.TestServer, spoolDir string, finalWa
 	sp, err := spool.Open(spoolDir, logger)
 	require.NoError(t, err)
 	slots := pool.New(2)
-	rep := reporter.New(reporter.Options{Sender: client, Spool: sp, Logger: logger,
+	var sender reporter.Sender = client
+	if ex.sender != nil {
+		sender = ex.sender(client)
+	}
+	rep := reporter.New(reporter.Options{Sender: sender, Spool: sp, Logger: logger,
 		Backoff: retry.Policy{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond}})
 	x := executor.New(executor.Options{Dispatcher: d, Slots: slots, Reporter: rep, Logger: logger})
 	id := runner.NewIdentity("runner-test", mm.URL, nil, d.Types(), slots.Size())
@@ -100,7 +116,7 @@ func assemble(t *testing.T, mm *mockmanager.TestServer, spoolDir string, finalWa
 		Interval: 20 * time.Millisecond, HoldRecheck: 5 * time.Millisecond, Logger: logger,
 	})
 	r := runner.New(runner.Options{Session: s, Poller: p, Executor: x, Reporter: rep, Admission: g,
-		FinalWait: finalWait, Logger: logger})
+		Recover: ex.recover, FinalWait: finalWait, Logger: logger})
 	return &parts{runner: r, gate: g, finish: func() { once.Do(func() { close(release) }) }, spool: sp,
 		done: make(chan error, 1)}
 }

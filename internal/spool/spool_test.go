@@ -228,3 +228,30 @@ func TestRemovalNeedsNoNewFile(t *testing.T) {
 	require.Len(t, des, 2, "the lock and one log segment, whatever was stored and removed")
 	require.Equal(t, before, segments(t, dir))
 }
+
+// A task's update carries no code and comes back from the log as it went in; an outcome without
+// a code is no entry this spool wrote.
+func TestUpdatesAreKeptWithoutACode(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s, err := spool.Open(dir, nil)
+	require.NoError(t, err)
+	at := time.Unix(1700000000, 0).UTC()
+	update := manager.Result{TaskID: "t-1", TaskType: "DRONE_STAGE", DelegateID: "d-1", Endpoint: manager.EndpointRunner,
+		Update: 2, Data: json.RawMessage(`{"step":1}`), FinishedAt: at}
+	_, err = s.Put(update, at)
+	require.NoError(t, err)
+	_, err = s.Put(manager.Result{TaskID: "t-2", TaskType: "DRONE_STAGE", FinishedAt: at}, at.Add(time.Second))
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	var logs syncbuf.Buffer
+	s, err = spool.Open(dir, logger(&logs))
+	require.NoError(t, err)
+	defer s.Close()
+	items, err := s.Load()
+	require.NoError(t, err)
+	require.Len(t, items, 1)
+	require.Equal(t, update, items[0].Entry.Result)
+	require.Contains(t, logs.String(), "outcome entry lacks a code")
+}

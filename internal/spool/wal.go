@@ -197,8 +197,9 @@ func decodeRecord(payload []byte) (record, error) {
 	return rec, nil
 }
 
-// decodeEntry decodes an entry strictly: unknown fields or a missing task id, code or store time
-// mean the entry is not one this spool wrote.
+// decodeEntry decodes an entry strictly: unknown fields, a missing task id or store time, an
+// outcome without a code or a negative update number mean the entry is not one this spool wrote.
+// A task's update (Update above zero) carries no code.
 func decodeEntry(data []byte) (Entry, error) {
 	var e Entry
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -206,8 +207,13 @@ func decodeEntry(data []byte) (Entry, error) {
 	if err := dec.Decode(&e); err != nil {
 		return e, err
 	}
-	if e.Result.TaskID == "" || e.Result.Code == "" || e.StoredAt.IsZero() {
-		return e, errors.New("entry lacks a task id, a code or a store time")
+	switch {
+	case e.Result.TaskID == "" || e.StoredAt.IsZero():
+		return e, errors.New("entry lacks a task id or a store time")
+	case e.Result.Update < 0:
+		return e, fmt.Errorf("entry has update number %d", e.Result.Update)
+	case e.Result.Update == 0 && e.Result.Code == "":
+		return e, errors.New("outcome entry lacks a code")
 	}
 	return e, nil
 }

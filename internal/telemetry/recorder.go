@@ -91,6 +91,7 @@ type Recorder struct {
 	managerRequests   *prometheus.HistogramVec
 	heartbeatFailures prometheus.Counter
 	results           *prometheus.CounterVec
+	updates           *prometheus.CounterVec
 	admissionHolds    prometheus.Counter
 
 	mu       sync.Mutex
@@ -158,6 +159,10 @@ func NewRecorder(opts RecorderOptions) *Recorder {
 			Name: "dlite_results_total",
 			Help: "Result deliveries that ended, by outcome: delivered, rejected (lost: refused for good) or expired (lost: not accepted within the result TTL).",
 		}, []string{"outcome"}),
+		updates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dlite_task_updates_total",
+			Help: "Deliveries of task updates (progress a handler sent while its task ran) that ended, by outcome: delivered, rejected (lost: refused for good) or expired (lost: not accepted within the result TTL).",
+		}, []string{"outcome"}),
 		admissionHolds: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dlite_admission_holds_total",
 			Help: "Times the runner started holding back new work because CPU or memory use reached its ceiling.",
@@ -166,7 +171,7 @@ func NewRecorder(opts RecorderOptions) *Recorder {
 	r.registry.MustRegister(
 		r.tasksStarted, r.tasksFinished, r.tasksRunning, r.taskDuration,
 		r.polls, r.pollEvents, r.acquires, r.managerRequests, r.heartbeatFailures,
-		r.results, r.admissionHolds,
+		r.results, r.updates, r.admissionHolds,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -183,6 +188,7 @@ func NewRecorder(opts RecorderOptions) *Recorder {
 	r.acquires.WithLabelValues(outcomeAcquired)
 	for _, o := range []reporter.Outcome{reporter.Delivered, reporter.Rejected, reporter.Expired} {
 		r.results.WithLabelValues(string(o))
+		r.updates.WithLabelValues(string(o))
 	}
 	return r
 }
@@ -247,8 +253,13 @@ func (r *Recorder) Acquired(err error) {
 	r.acquires.WithLabelValues(outcomeAcquired).Inc()
 }
 
-// ResultDone is the reporter's OnDone hook: it counts how each delivery ended.
-func (r *Recorder) ResultDone(_ manager.Result, o reporter.Outcome) {
+// ResultDone is the reporter's OnDone hook: it counts how each delivery ended, of task outcomes
+// (dlite_results_total) and of task updates (dlite_task_updates_total) apart.
+func (r *Recorder) ResultDone(res manager.Result, o reporter.Outcome) {
+	if res.Update > 0 {
+		r.updates.WithLabelValues(string(o)).Inc()
+		return
+	}
 	r.results.WithLabelValues(string(o)).Inc()
 }
 

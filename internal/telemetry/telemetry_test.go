@@ -139,6 +139,9 @@ func TestPollAcquireAndResultOutcomes(t *testing.T) {
 	rec.Acquired(errs.ErrAcquireConflict)
 	rec.ResultDone(manager.Result{}, reporter.Delivered)
 	rec.ResultDone(manager.Result{}, reporter.Rejected)
+	rec.ResultDone(manager.Result{Update: 1}, reporter.Delivered)
+	rec.ResultDone(manager.Result{Update: 2}, reporter.Delivered)
+	rec.ResultDone(manager.Result{Update: 3}, reporter.Expired)
 
 	require.Equal(t, 1.0, value(t, reg, "dlite_polls_total", map[string]string{"outcome": "empty"}))
 	require.Equal(t, 1.0, value(t, reg, "dlite_polls_total", map[string]string{"outcome": "events"}))
@@ -149,6 +152,9 @@ func TestPollAcquireAndResultOutcomes(t *testing.T) {
 	require.Equal(t, 1.0, value(t, reg, "dlite_results_total", map[string]string{"outcome": "delivered"}))
 	require.Equal(t, 1.0, value(t, reg, "dlite_results_total", map[string]string{"outcome": "rejected"}))
 	require.Equal(t, 0.0, value(t, reg, "dlite_results_total", map[string]string{"outcome": "expired"}))
+	require.Equal(t, 2.0, value(t, reg, "dlite_task_updates_total", map[string]string{"outcome": "delivered"}), "updates are no results")
+	require.Equal(t, 0.0, value(t, reg, "dlite_task_updates_total", map[string]string{"outcome": "rejected"}))
+	require.Equal(t, 1.0, value(t, reg, "dlite_task_updates_total", map[string]string{"outcome": "expired"}))
 }
 
 // fakeManager answers every call with err.
