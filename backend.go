@@ -2,6 +2,7 @@ package dlite
 
 import (
 	"log/slog"
+	"path/filepath"
 	goruntime "runtime"
 	"time"
 
@@ -16,6 +17,10 @@ import (
 
 // droneCallTimeout bounds one call to a Drone server: above its 30 s long polls.
 const droneCallTimeout = time.Minute
+
+// droneStateDir is the directory, in the stage engine's state directory, where the Drone backend
+// keeps the stages accepted and not yet reported.
+const droneStateDir = "drone"
 
 // droneStopMargin is what a cancelled Drone stage may take beyond its steps' kill grace to
 // answer: the step updates and the engine's cleanup.
@@ -33,9 +38,12 @@ type backend struct {
 	CallTimeout time.Duration
 	// UnauthorizedBackoff is the session's wait after refused credentials; zero for its default.
 	UnauthorizedBackoff retry.Policy
-	// Drone is the Drone server's client, which running stages report to; nil for a Harness
-	// manager.
+	// Drone is the Drone server's client, which running stages send their live logs to; nil for
+	// a Harness manager.
 	Drone *drone.Client
+	// DroneStages is the Drone backend, which knows the steps of the stages running here; nil for
+	// a Harness manager.
+	DroneStages *drone.Backend
 }
 
 // provideBackend makes the configured manager client; its cleanup closes the connections it
@@ -56,8 +64,9 @@ func provideBackend(cfg *config.Config, opts harness.Options, logger *slog.Logge
 	b, err := drone.NewBackend(drone.BackendOptions{
 		Client:  c,
 		Filter:  droneFilter(cfg),
-		Machine: cfg.DroneMachine(),
-		Logger:  logger,
+		Machine:  cfg.DroneMachine(),
+		StateDir: filepath.Join(cfg.StateDir, droneStateDir),
+		Logger:   logger,
 	})
 	if err != nil {
 		c.CloseIdleConnections()
@@ -74,6 +83,7 @@ func provideBackend(cfg *config.Config, opts harness.Options, logger *slog.Logge
 		CallTimeout:         droneCallTimeout,
 		UnauthorizedBackoff: drone.UnauthorizedPolicy,
 		Drone:               c,
+		DroneStages:         b,
 	}, func() { b.Close(); c.CloseIdleConnections() }, nil
 }
 
