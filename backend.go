@@ -2,6 +2,7 @@ package dlite
 
 import (
 	"log/slog"
+	"path/filepath"
 	goruntime "runtime"
 	"time"
 
@@ -16,6 +17,10 @@ import (
 
 // droneCallTimeout bounds one call to a Drone server: above its 30 s long polls.
 const droneCallTimeout = time.Minute
+
+// droneStateDir is the directory, in the stage engine's state directory, where the Drone backend
+// keeps the stages accepted and not yet reported.
+const droneStateDir = "drone"
 
 // droneStopMargin is what a cancelled Drone stage may take beyond its steps' kill grace to
 // answer: the step updates and the engine's cleanup.
@@ -33,13 +38,16 @@ type backend struct {
 	CallTimeout time.Duration
 	// UnauthorizedBackoff is the session's wait after refused credentials; zero for its default.
 	UnauthorizedBackoff retry.Policy
-	// Drone is the Drone server's client, which running stages report to; nil for a Harness
-	// manager.
+	// Drone is the Drone server's client, which running stages send their live logs to; nil for
+	// a Harness manager.
 	Drone *drone.Client
 	// Recover names the tasks an earlier run took and left unfinished, which the runner answers
 	// before it takes work: a Drone server hands a stage it gave a runner to no one else. Nil for
 	// a Harness manager, which gives a task nobody answered to another runner by itself.
 	Recover manager.Recoverer
+	// DroneStages is the Drone backend, which knows the steps of the stages running here; nil for
+	// a Harness manager.
+	DroneStages *drone.Backend
 }
 
 // provideBackend makes the configured manager client; its cleanup closes the connections it
@@ -58,10 +66,11 @@ func provideBackend(cfg *config.Config, opts harness.Options, logger *slog.Logge
 		return backend{}, nil, errs.Wrap(errs.CodeInvalidConfig, "Drone client", err)
 	}
 	b, err := drone.NewBackend(drone.BackendOptions{
-		Client:  c,
-		Filter:  droneFilter(cfg),
-		Machine: cfg.DroneMachine(),
-		Logger:  logger,
+		Client:   c,
+		Filter:   droneFilter(cfg),
+		Machine:  cfg.DroneMachine(),
+		StateDir: filepath.Join(cfg.StateDir, droneStateDir),
+		Logger:   logger,
 	})
 	if err != nil {
 		c.CloseIdleConnections()
@@ -78,6 +87,8 @@ func provideBackend(cfg *config.Config, opts harness.Options, logger *slog.Logge
 		CallTimeout:         droneCallTimeout,
 		UnauthorizedBackoff: drone.UnauthorizedPolicy,
 		Drone:               c,
+		DroneStages:         b,
+		Recover:             b,
 	}, func() { b.Close(); c.CloseIdleConnections() }, nil
 }
 

@@ -29,6 +29,10 @@ import (
 // runs CI stages.
 var ciSet = wire.NewSet(provideStageEngine, provideCITasks, provideDroneTasks)
 
+// leftoverCleanupTimeout bounds the cleanup, at start, of the stages an earlier run left
+// unfinished.
+const leftoverCleanupTimeout = 2 * time.Minute
+
 // dockerStartTimeout bounds the search for a Docker daemon at start.
 const dockerStartTimeout = 15 * time.Second
 
@@ -71,7 +75,7 @@ func provideStageEngine(cfg *config.Config, h handlers, b backend, logger *slog.
 	}
 	var droneLogs *tasksdrone.Logs
 	if b.Drone != nil {
-		droneLogs = tasksdrone.NewLogs(b.Drone)
+		droneLogs = tasksdrone.NewLogs(b.Drone, b.DroneStages)
 		opts.Logs.(logstream.Registry)[tasksdrone.LogKind] = droneLogs
 	}
 	cleanup := func() {}
@@ -98,15 +102,20 @@ func provideStageEngine(cfg *config.Config, h handlers, b backend, logger *slog.
 	return stageEngine{Engine: e, DroneLogs: droneLogs}, cleanup, nil
 }
 
-// provideDroneTasks is the task server of Drone stages over the engine, reporting to the Drone
-// server while they run.
-func provideDroneTasks(e stageEngine, b backend) (droneTasks, error) {
+// provideDroneTasks is the task server of Drone stages over the engine. Before the runner takes
+// work, it removes what stages an earlier run left unfinished still hold in the engine.
+func provideDroneTasks(e stageEngine, b backend, logger *slog.Logger) (droneTasks, error) {
 	if b.Drone == nil || e.Engine == nil {
 		return droneTasks{}, nil
 	}
-	h, err := tasksdrone.New(tasksdrone.Options{Engine: e.Engine, Wire: b.Drone, Logs: e.DroneLogs})
+	h, err := tasksdrone.New(tasksdrone.Options{Engine: e.Engine, Logs: e.DroneLogs})
 	if err != nil {
 		return droneTasks{}, errs.Wrap(errs.CodeInvalidConfig, "Drone stage tasks", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), leftoverCleanupTimeout)
+	defer cancel()
+	if _, err := h.CleanupLeftovers(ctx, logger); err != nil {
+		logger.Error("could not clean up what Drone stages of an earlier run left behind", "err", err)
 	}
 	return droneTasks{Spec: dronetasks.GetSpec, Register: func(e *echo.Echo) { h.Register(e) }}, nil
 }

@@ -43,12 +43,26 @@ type StageTask struct {
 	Stage externalRef0.Stage `json:"stage"`
 }
 
+// StageUpdate One update of a running stage: the stage's start (`stage`, status `running`, with every step
+// `pending` and numbered, without ids) or one step's change (`step`, named by its `number`;
+// its id and version are the server's and the backend fills them in).
+type StageUpdate struct {
+	// Stage One stage of a build: a pipeline to run on one machine.
+	Stage externalRef0.Stage `json:"stage,omitempty"`
+
+	// Step One step of a stage.
+	Step externalRef0.Step `json:"step,omitempty"`
+}
+
 // StepLog defines model for StepLog.
 type StepLog struct {
 	Lines []externalRef0.Line `json:"lines"`
 
-	// StepId The step's id on the Drone server.
-	StepId int64 `json:"stepId"`
+	// Number The step's number in the stage.
+	Number int `json:"number,omitempty"`
+
+	// StepId The step's id on the Drone server, when the handler knew it; else the backend finds it by number.
+	StepId int64 `json:"stepId,omitempty"`
 }
 
 // DroneStageJSONRequestBody defines body for DroneStage for application/json ContentType.
@@ -232,53 +246,58 @@ func (sh *strictHandler) DroneStage(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"vFp9b9w20v8qAz0PYBtQNts0V+A2f7lN7q64JC3iAIfitljPirMSuxSpktQ6i8Lf/cAXve1KtuwGBYpm",
-	"LVLkcF5+85uh/kgyVVZKkrQmWf2RmKygEv3PfyAXtSb3s9KqIm05+YGSjMHcD9hjRckqMVZzmSf392mi",
-	"6feaa2LJ6r/txF/TZqLa/kaZTe7T5MZiTp+oUtqe7yBU7v/llkr/4/817ZJV8n8vO2lfRlFf3liq3qvc",
-	"LRp3Qa3x6P42Nsr50PtMK0kbL8/ZCcICk/J/RrM/l56RRS7MvH3fxslfT9q0FWBc7qCtc51zSfOVHsR4",
-	"zyWN652qH1nQhck0ryxXMlklnwsCN3ZhgDNQEmxB8NYtBYb0gfQiSZOd0iXaZJVwab97nbSrc2kpJz1y",
-	"ar9ZGk8wdugg7fc1FyNCXcPWDaRwx20BKARwa8Dr0sCle6hq68U2V06+odowC8ucxUKa4M6SHh+pbaH0",
-	"Bg9o8cEZVCIXD00QKufyoQkSSxod39JO6fGhTBNa8qp61Bhu9sT5GW3rvDeyVUoQyjBUCXXc8Ll7xPlW",
-	"jW5EWqtxNdKBpD03eVWbIoWqFmLjPImMTcFinkKlVakspaCVEFvM9im444HSkNXGqnLRidftsuOSm2K2",
-	"wmafWnC5Hz3WNAKniazLbXC7GTtUqDEEOzLGnXZQ/Dzw77P1z4KrQh2VPGNDDykjq2qq1Hx3MCTZRGgZ",
-	"VeuMHhjauK3Gx33IPxECIxI7vQuBW0HJyuqaRnORnh9UxqKt54vg5jrboM7JjpuNl2QsltVMASy3YlyN",
-	"VvM8n9B+XbEnIMeBtIng+VTQ5w7wG6fpZGrdv9VggwFpg9QxrPoa6QKqhcUGvYPHDn2ndbJW4SdwPATf",
-	"EzA/Rf/WmzsX6SFKB8adcjvFtT47nfR+UHLH8/FUXPGKXNKEX64/vF+Ae7SnowHUBBlW3KLghtpEfcc1",
-	"nSfAt2hxfHm3KjCV1SVJe2muUtiioe9evyCZKUZskOy3R0tj2PovNMVIzhZ3eDTgYm6RTMZeXCVNvrzI",
-	"1Qv38IXZ8+qFqgLSvaiU8y+drHYoDJ36mD9ZlGBawW87tjeU8d2B9NEWXOaAoGspSYMkYgascn8DBpJx",
-	"rtJtQ1Qej/3AaVwWbu38+EvRJxxokdXZvJc++qkRqg23Sh/nvehIfgDtTJN9Mr76t2YC7BPpc5qYo7FU",
-	"znwpzD31kp460mi5tGXi0Srd4dstG91PO5Yn12de9ZMk8DGrdt6BPJkWKj/3IlXb8bi09MWmIF3kCXEM",
-	"tNdRXquRC+euku7cFqNcp1Ijrr584SKbBcECAvtleQAOJ+ViIsuUI2f8T6GEqwgyJZkBw2VG7TrhtBCh",
-	"Ei6lsoASqFJZAW65q+fUEO5UqddYlGnaLB+bkBnK/INwVUymiZG0HIWBndJe6s5BLgzc/PABCmXsubmm",
-	"mXyJWRF94dwcaMyd0mxGMR5XSZMmSbXvTh/2U+RK507UnQowFFCwJaFk7uBtvEw60HgxgLVVmwxlRmLT",
-	"5+RmznRT0MS8EHubCm0xXuWoWtrZTPlpNRGjHdbCbrYaZTa+fc7tprC22tRaTE4wppgcn82WeS6Vps1O",
-	"6f2EquKMGcqfLEkm60w3YCqc4OSV5ge0E45RaWUpi1o/HzZZOc7jQ8p4xG0vDKg7CWFy6iN1T0cHqzZy",
-	"lwsDJDN9rBzQRAAfxUQjBnVub+Aos9k+YwutbCTdswh6SZMQ7/MPMELmIZlLKLmsLZlZ4Oj4dG0m9V5z",
-	"9hXIf21Iz6/4nlIqpMmBG77lgtvj47jo64c6/D+K1Hfa6NnRyMHpToJ3GKptfXGCAZ2vD+RLG2gcAlZn",
-	"gn4YnMTyROA+hKij8Nk5U4eKrfM+WoGEaJvOITcT4XjdzyFKg9I5Sm7QDbdhySVUAh2PoC8jSZPF4uP5",
-	"4Phc3OppdYzAkC1IDzpMIUkaKPEImpABtz0w6aNe7yVvofEofFrHJDwZi4UpqzVs+px+BnDx/NOfaQXY",
-	"lZKxtlHuP4JIOkb4gJ5Ii37FeK7h1h+VBYMHYilsawu1I5xWwY5L5iE7dnGNAm6hrJ3GCTTPCzsT9J6a",
-	"4iuSzGwCKLUVzVS/rC1TSOsQteNmbXuZJ/Sytu6wf1suIStQY2ZJG9geAy9ue+fnDdAv3G5ctd3b7Tmt",
-	"yD1pSeM8ZM/leD4QuCXxJ5uLgpfcjsv+EC2ejuq2O3q+oJKbXXfndW4aJTemzjIyE9xImcdam0Ob3pC0",
-	"QxOCkuL4BmTj6TMd969oLfr7jyf3Rqkavx5SVfUsXjQb2AZsZIQfRXUfSN9pbsk4zPCFsDOGy4YNEXR2",
-	"mGmGA2qOcrz92uMvQ2k+OKCi32sUscRVmhgcUNSUQqwgnQzgXNMEGV8v//6m7zXImIFvnlP3erLTQm6v",
-	"e9qQnraJ2qJWH1O8z6cBzPvty8bAj3GHXkQNwu/Xh9JSdN5R0mv7eSltMpUOHQhYJ2+VpHUCJaE0gPIY",
-	"FO3ziUNzLvPUt+r8j61Q2Z7YWqJkcIfccplvlNwE5CeZcTKLtTsHybr0bYSwRpImcRGni/aAzekakHfQ",
-	"KURQ2J5HhcVNPX/MXEZ1Pyc27+mpd+vWhd5E9qaqaR6Ndh+fm9gYWcyKqaJhbtp7XgY7YZbG8FwSOwHX",
-	"u4JkdIl17PMDCrFOgEtD2ppBs2pOYV1OXsI9nn+GIn8TO2jO1WrJf69p2EDDnN5AJrhDWSjRZkXvZBfO",
-	"l80daXfgAa3sw76H5onI8WMt5IU2W4aapcB3DhoLNI7PjVe/f1H2Gc2hTnrOTiS/+Xz9z3dw2ZT03EDJ",
-	"jTPJ4CrjanZ2fUq2+rN3Ws1JH8LiHv422z2AmG2LeyoNxk4IMqbJGO+CcdlzcCiUGU9wk40hV72qx3Li",
-	"o2WJe8TlbqIZadHswb0BGD8nifctupZm5SuRXtESZsQUgSHq43zMMvLtHm5hp1UJuJb971Pg0hCBV+zi",
-	"iKW4SjvWEL+6CcXdTmm3xmVX4qbNjr9cf3ifNv2kq8VaruV7viegA+ljd5TUvc8N3P78081neOmem5fr",
-	"ern8Nvt8ffPvzedffn7n/6TbIJWfEaQK7GCrmHd+GzV0Ydby1lXMt+Gur0DJhKtSURsyHdBcmK6c80po",
-	"GmKpr9g7oHQadd4SvpehyoBVa3n6TQ/cFVz4Bv7Rl4aX3cu3MU3edpcQfp0UCLMipKpuDkrmV5d+4o5L",
-	"FCHnp/5KwH/+A1zC1sEjmavUCxeQ0cDtq+XytrNWc9LeMmGDYIaIJLtaCLf4qnESTw0ZCe6cF2yBtoFe",
-	"VmvciiNcmsqlNeaUZTV3P+J8TyV21rkZaPKwedX4XxDDHaOuhEIWwrAbCfoKHGoB1/Fvv3+G0hUMupZr",
-	"eblFFk2FEmq5ly6ygzuhQ0HDZR597wqM5UIMFZQOlBMgB259dr5dS4NH9/5dcQy8J34kkDDBbWv0IBma",
-	"fQ+eVsk3i+Vi6aukiiRWPFkl3y6Wi2/9PYQtPLhEJ3/76aeP7zYexP1nahFyHAz55tCPLFklfrObeM0W",
-	"uyXfK+YbfpmSNn6SglUleOZfe/mbCWDTZcKHPytsPvC7HwK11TX5B6ZS0gRYfLVcft2N45eRfuup9q7j",
-	"gezNaTC0juMj6cL5lFk4xb9+9eqrydh8GzohnwcxhzQOfvwNXRS5DfMIlguP9aYuS9THZJV8quU4WreA",
-	"dOlhnr5Q5ng9c2RZXzVpvdFL7ntO9/f39/8LAAD//w==",
+	"vFp7bxu3sv8qg70XsA1sFDfNLXCVv9wm957iJGkR56AojgqJWo52WXHJLcmVIxT+7gdDcl/Srr12g/6T",
+	"WMvXcB6/eXD+TDJdVlqhcjZZ/pnYrMCS+T//jwlZG6Q/K6MrNE6gHyjRWpb7AXesMFkm1hmh8uT+Pk0M",
+	"/lELgzxZ/rud+FvaTNTb3zFzyX2a3DqW4yestHHnJ0id+/+Fw9L/8d8Gd8ky+a+XHbUvI6kvbx1W73VO",
+	"m8ZTmDHsSL+ti3Q+tJ4brXDt6Tm7Qdhgkv7PzO7PqefomJB23rlv4+SvR23aEjBJ978qzhwGWm1mROWE",
+	"Vsky+Ukh1H4M9A4YmFopoXLwGy/BFRj+vLD0v3FwufG/Nyn9drWFTVyySeFOuALwgOYI1mG1UpsKFacx",
+	"YIqDqsstGuRhoq4dCG6vQBvQCv2KCwtZwVSO/hisNikoViKH7RGEs7AJW2zerBT9FNzve0BjhVbADAaC",
+	"0RzQXFg/SB+2LNuj4rATUlr6UoJQV4uVStITQT5dICRErOYuwcqLcERGQaPP7UIonG8Y4Zj3QuGYbQTm",
+	"nevA56LlfpgCQnWSXyTtTkI5zNE0l/6RP7iX4KDDPm+NF7AXSwp3BYbPBVNcooG9wjsQ7g2gtHgiMMUt",
+	"CEfyD6QRNTttSuYCPd+9HiHvxEgCD8dMI/Dr+1rIkavcwJYGolozKb0Kep5YuGxUmC5rrxZnmsSysM0Z",
+	"YqYJ27kghvOR2hXarNmBOfbgDCyZkA9NkDoX6qEJZFej41vcaTM+lBlkDj2rHpUBzZ64P8dtnfdGtlpL",
+	"ZCoMVVIf12LuGXG+06MHoTF6nI14QOXORV7VtkihqqVckwKhdSk4lqdQGV1qhykYLSVpZwp0PcKurLZO",
+	"lz0r6U7ZCSVsMZths28thdqPXmvaT/etf8YJFTMswA3jXBB3mPx5oN9n+58ZV8VMZPKMAz2ojexqsNLz",
+	"1cGi4hOmZXVtMnxgaE1HjY97k38iCLfuQdVSsq3EZOlMjaMRi5lvVMHpziaB5pJsmMnRjYtNlGgdK6uZ",
+	"BDjh5DgbnRF5PsH9EGLMvWR06LNmn2C94EmnNB1Nrfq3HGwwIG2QOppVnyOdQbWw2KB30Nih7rRK1jL8",
+	"BI6H4HsC5qfo32pzpyI9ROnAuGNux7hWZ6ed3g9a7UQ+7sArUSE5Tfj15sP7BdCnPR6tD7AyVgnHpLDY",
+	"uvc7YfDcAb5ljo1vT7sC11ldonKX9iqFLbP43esXqDLNkQ98/PbocAxb/8FsMeKz5R07Uhgj5SKZtL24",
+	"S5p8eZHrF/Txhd2L6oWuAtK9qDTpl0mWOyYtnuqYv1mkYJrBb7ucYEjjOwqQXUFRdoi30YBC5Bacpt/A",
+	"usBryNJtE6g8bvshpiEv3Mr58UVRJwi00Jls3qKPfmqEaiucNsd5CykVDKCdGXRPxle/aibAPj2mP1qH",
+	"5cxFYe6plvTYkUbJpW2+FqXSXb49suH9tGL58H40kfM269O4GIJLnZ9rka7duF06/OJSUGR5Uh5D2Esh",
+	"rzNMSFJXhXd0xGisU+kRVb9+QZbNA2Ext6Bt2/wCq8WElylH7vhLoSXlEZmmtMAKlWG7T7gtRKiES6Ud",
+	"MAVY6awA2u7qOakD3Sr1HIs0TYvlY2MyQ5p/kJT7ZAY5KieYtLDTxlPdKciFhdsfPkChrTsX13QkX7Ks",
+	"iLpwLg5m7Z02fEbJJu6SJo2TatdOX/ZTjJXOlai7FbCQQMEWpVY5wdt4mnTA8WSA1U6vM6YylOt+TG7n",
+	"TLcFTswLtreumCvGsxxdKzc7Un5aTsRxx2rp1lvDVDZ+fC7cunCuWtdGTk6wtpgcnx0ti1xpg+udNvsJ",
+	"VsUZM5g/mZJM5pk0YCs2EZNXRhxiwer8sMpoh1nk+vmwzcrxOD64jEfU9sKCvlMQJqfeUvd4JFh1MXa5",
+	"sIAqM8eKgCYC+CgmWjnIc3sDR5XN1hlXGO1i0D0rQC9xEuK9/wGOjHtIFgpKoWqHdhY4Ujxd20m+14J/",
+	"heC/tmjmZ3xPSRXS5CCs2Aop3PFxXPT5Qx3+jST1lTZqdhRyULoT4x2aaptfnGBAp+sD+tIGGoeA1Ymg",
+	"bwYntjxhuA8h6ih8dsrUoWKrvI9mIMHapn3I7YQ53vR9iDagTc6UsIyGW7MUCirJKI7ALyNOk8fk4/ng",
+	"+Fzc6nF1LIBBV6AZVJiCk7RQsiMYZByE64FJH/V6i7yExq3waRWT8GXMFqak1kTT5+FnABcff/o7LYF1",
+	"qWTMbbTyxf4YdIzEA2bCLfod472GR3/UDiw7IE9hWzuoKeB02teOQzE5VHGtBuGgrInjCEbkhZsJek91",
+	"8RUqbtcBlNqMZqpe1qYpaEyw2nGxtrXMk/CydnTZ/7m+hqxghmUOjYXtsfcQMuqa8Itwa8q2e6c9pxS5",
+	"R6NwPA7ZCzXuDyTbovyLxUUpSuHGaX8oLJ626rY6er6hVutd9zJ6Lhqt1rbOMrQTsZG2j5U2hzK9ReWG",
+	"IgSt5PENqEbTZyru31Fa9O8fT66NYjX+eKur6llx0WxgG0QjI/FRZPcBzZ0RDv3jk0+ESRjkDZtAkOQw",
+	"UwwHZgRT4+XXXvwypOYDARX+UTMZU1xtkMOByRpTiBkk0QCkmjbQ+Pr6f9/0tYZxbuGb5+S9PthpIbdX",
+	"PW2CnraI2qJWH1O8zqcBzPvly0bAj8UOPYsamN9vD7mlqLyjQa/r+6W08VQmVCBglbzVClcJlMiUBaaO",
+	"gdHen8Qn7LR5Gk9hK3W2R75STHG4Y8IJla+1WgfkR5UJtOFxGVVd+jJC2CNJk7gJ8aK9YHO7BuQJOqUM",
+	"DNuLyLB4qI8fM/Ko9OfE4T0+9V7dOtOb8N5YNcWj0erjcx0bR8eyYippmOv2nufBTiJLa0WuQjtBz0z8",
+	"g3RQiVWs8wOTcpWAUBaNs4Ni1ZzEupx8hHvc/wxJ/iZW0EjVaiX+qHFYQGM5voFMCkJZKJnLitMWCHuH",
+	"JvRPTLzke2iesBw/1kJe7NBghqcgdgSNBbMUz41nv3+T9xn1oUS94CeU336++f93cNmk9MJCKWxoMOk9",
+	"ZVzN9q5P8VZ/9U2ruelDWNzD3+a4BxCzLXFPucFYCWGcG7S232pzDg6FtuMObrIwRNmrfswnPpqW0Ceh",
+	"dhPFSMfsHmgFsNiEEt9bTK3sMrYdtUlLmBFdBAtWH+ezLENf7hEOdkaXwFaq39UClxYRPGMXR1bKq7SL",
+	"GmJvVkjudtrQHpddips2J/568+F92tSTrhYrtVLvxR5jQ1V7lZTWCwubn3+6/Qwv6bt9uaqvr7/NPt/c",
+	"/nP9+def3/mfuAlU+RmBqhAdbDX3yu8ihy7sSm0oY96Et76mL6dixqId9IC16ZxnQlMQ86pBLCWQgV8K",
+	"IZGIpC9E7UrRji0/fRTFYNPrS9vAZaAy/Lxqa+TD3rP2RcIHnf7UnTYrhSwrGhsPM2kIFX8zONNWWksL",
+	"fjaJjiZxlIL0zTNVgTYcTQq8NmwrjylNWamuhanpS3K1UXGJ00PADfpEW3uHGqIbG0Ankm2w7WrzmwsT",
+	"30aWfa+UiwM2zWrcBiclHDi2P5GJv/HVAt6LA/o3EN/vBLkGpwPxcUehYEseAu1QzsFHWNi8ur7edHrb",
+	"7L8TiskYRHm+tg1+pDi7Wko6dTlgdctWVzDXOKHIVXBaw6UXBuXsBp0R9EdcQ85u54islTIYLpfGT32y",
+	"ImdbSw1k0v3rSmrGu/a/9gJ50+u4gJuVCh88gRlTlFuZWsHllvFoikxBrfaKMDAYHiN/YX17pLfSK7BO",
+	"SDlkoC8Zx92DdHyXpA9kNmDZkdbfFccQIcZ2ioRL4dpGuUAYs/sekC+TbxbXi2ufT1aoWCWSZfLt4nrx",
+	"rX+xcYWH4QgHbz/99PHd2rs731IYwZkA25fRfuTJMvGH3cYHyVhX+l5zXxrNtHKxeYdVlRSZX/bydxtg",
+	"uYsZHm7TbRpm74cuzZka/QdbaWWDA3l1ff11D46dxv7oqUI4Rcz8jYeUUy1v7fWCdMouiPGvX736ajQ2",
+	"vdYT9Hm4J0wmoPZvmZHkFgOjW1l4r2jrsmTmmCyTT7Ua92stdF96h4hfMKMMiFNaYa6aAKjhS+6rc/f3",
+	"9/f/CQAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -5,14 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
-	"github.com/dlite-dev/dlite/errs"
 	"github.com/dlite-dev/dlite/gen/dronetasks"
 	"github.com/dlite-dev/dlite/internal/drone"
 	"github.com/dlite-dev/dlite/internal/drone/pipeline"
 	"github.com/dlite-dev/dlite/internal/engine"
-	"github.com/dlite-dev/dlite/internal/retry"
 	"github.com/dlite-dev/dlite/tasks"
 )
 
@@ -21,34 +20,31 @@ type Engine interface {
 	Setup(ctx context.Context, spec engine.StageSpec) (*engine.Stage, error)
 	Execute(ctx context.Context, stageID string, spec engine.StepSpec) (engine.StepResult, error)
 	Cleanup(ctx context.Context, stageID string) error
+	Stages(ctx context.Context) ([]*engine.Stage, error)
 }
 
-// Wire is the part of the Drone server a running stage reports to.
-type Wire interface {
-	UpdateStage(ctx context.Context, stage drone.Stage) (drone.Stage, error)
-	UpdateStep(ctx context.Context, step drone.Step) (drone.Step, error)
-}
+// engineStagePrefix starts the engine's id of every Drone stage.
+const engineStagePrefix = "drone-"
 
-// Options configure a Handler. Engine, Wire and Logs are required.
+// Options configure a Handler. Engine and Logs are required.
 type Options struct {
 	Engine Engine
-	Wire   Wire
 	// Logs is the transport registered for LogKind in the engine's log registry; the handler
 	// takes each step's full log from it.
 	Logs *Logs
 	// MaxParallel bounds the steps of a stage that run at once. Default 8.
 	MaxParallel int
-	// UpdateAttempts bounds the tries of one update sent while the stage runs. Default 5.
-	UpdateAttempts int
-	// UpdateBackoff is the wait between those tries. Default 200ms doubling to 5s.
-	UpdateBackoff retry.Policy
 	// CleanupTimeout bounds the engine's cleanup of a stage. Default 2m.
 	CleanupTimeout time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
 
-// Handler runs Drone stages.
+// Handler runs Drone stages. What the Drone server hears while a stage runs (the stage's start
+// with its steps, each step's start and end) the handler hands the runtime as task updates
+// (tasks.Update, a StageUpdate each), which the runtime spools and delivers in order, durably,
+// before the stage's outcome: a Drone server that is down or slow neither fails nor holds up the
+// stage, and a restart of the runner loses none of them.
 type Handler struct {
 	opts Options
 }
@@ -57,17 +53,11 @@ var _ dronetasks.StrictServerInterface = (*Handler)(nil)
 
 // New returns a Handler.
 func New(opts Options) (*Handler, error) {
-	if opts.Engine == nil || opts.Wire == nil || opts.Logs == nil {
-		return nil, errors.New("drone stage handler: an engine, a wire and the log transport are required")
+	if opts.Engine == nil || opts.Logs == nil {
+		return nil, errors.New("drone stage handler: an engine and the log transport are required")
 	}
 	if opts.MaxParallel <= 0 {
 		opts.MaxParallel = 8
-	}
-	if opts.UpdateAttempts <= 0 {
-		opts.UpdateAttempts = 5
-	}
-	if opts.UpdateBackoff.Initial <= 0 {
-		opts.UpdateBackoff = retry.Policy{Initial: 200 * time.Millisecond, Max: 5 * time.Second}
 	}
 	if opts.CleanupTimeout <= 0 {
 		opts.CleanupTimeout = 2 * time.Minute
@@ -76,6 +66,30 @@ func New(opts Options) (*Handler, error) {
 		opts.Now = time.Now
 	}
 	return &Handler{opts: opts}, nil
+}
+
+// CleanupLeftovers removes what the engine still holds of Drone stages a runner process that
+// stopped without finishing them left behind (their containers, networks, processes and
+// directories): a stage is cleaned up before its handler answers, so any still there was cut
+// short. The runtime answers those stages to the server (see manager.Recoverer). Call it at
+// start, before the runner takes work; it returns how many it removed.
+func (h *Handler) CleanupLeftovers(ctx context.Context, logger *slog.Logger) (int, error) {
+	stages, err := h.opts.Engine.Stages(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("list the stage engine's stages: %w", err)
+	}
+	n := 0
+	for _, st := range stages {
+		if !strings.HasPrefix(st.Spec.ID, engineStagePrefix) {
+			continue
+		}
+		logger.Warn("cleaning up a Drone stage an earlier run left unfinished", "stage", strings.TrimPrefix(st.Spec.ID, engineStagePrefix))
+		if err := h.opts.Engine.Cleanup(ctx, st.Spec.ID); err != nil {
+			return n, fmt.Errorf("clean up stage %s: %w", st.Spec.ID, err)
+		}
+		n++
+	}
+	return n, nil
 }
 
 // Register mounts the handler's operation on r.
@@ -117,7 +131,7 @@ func (h *Handler) Run(ctx context.Context, t drone.StageTask) drone.StageReport 
 	plan := pipeline.NewPlan(p, pipeline.Facts{Repo: t.Details.Repository, Build: t.Details.Build, Stage: stage,
 		System: t.Details.System, Secrets: t.Details.Secrets})
 	r := &stageRun{h: h, plan: plan, stage: stage, sched: pipeline.NewScheduler(plan), logger: logger,
-		engineID: fmt.Sprintf("drone-%d", stage.Id), trusted: t.Details.Repository.Trusted}
+		engineID: fmt.Sprintf("%s%d", engineStagePrefix, stage.Id), trusted: t.Details.Repository.Trusted}
 	return r.run(ctx)
 }
 
@@ -146,15 +160,8 @@ func (r *stageRun) now() int64 { return r.h.opts.Now().Unix() }
 func (r *stageRun) run(ctx context.Context) drone.StageReport {
 	r.stage.Status, r.stage.Started, r.stage.Stopped = drone.Status("running"), r.now(), 0
 	r.stage.Steps = r.plan.WireSteps(r.stage.Id)
-	saved, err := r.update(ctx, func(ctx context.Context) error {
-		s, err := r.h.opts.Wire.UpdateStage(ctx, r.stage)
-		if err == nil {
-			r.adopt(s)
-		}
-		return err
-	})
-	if !saved {
-		return drone.StageReport{Stage: pipeline.FailStage(r.stage, fmt.Errorf("the Drone server did not take the stage's start: %w", err), r.h.opts.Now())}
+	if err := tasks.Update(ctx, drone.StageUpdate{Stage: r.stage}); err != nil {
+		return drone.StageReport{Stage: pipeline.FailStage(r.stage, fmt.Errorf("the stage's start could not be kept for the Drone server: %w", err), r.h.opts.Now())}
 	}
 
 	volumes, err := stageVolumes(r.plan.Pipeline, r.trusted)
@@ -283,8 +290,8 @@ func (r *stageRun) final(setupErr error) drone.StageReport {
 		if s.Started != 0 && s.Stopped == 0 {
 			s.Stopped = r.stage.Stopped
 		}
-		if lines := r.h.opts.Logs.Take(s.Id); s.Id != 0 && lines != nil {
-			rep.Logs = append(rep.Logs, drone.StepLog{StepId: s.Id, Lines: lines})
+		if lines := r.h.opts.Logs.Take(r.stage.Id, s.Number); lines != nil {
+			rep.Logs = append(rep.Logs, drone.StepLog{Number: s.Number, Lines: lines})
 		}
 	}
 	rep.Stage = r.stage
@@ -300,58 +307,18 @@ func (r *stageRun) cleanup(ctx context.Context) {
 	}
 }
 
-// stepUpdate changes the wire step numbered number and sends it. The update is tried a few
-// times; a step update the server never takes is still part of the final stage update.
+// stepUpdate changes the wire step numbered number and hands the change over for the Drone
+// server, which knows the step by the id it gave it: the backend adds it.
 func (r *stageRun) stepUpdate(ctx context.Context, number int, change func(*drone.Step)) {
 	i := r.stepIndex(number)
 	if i < 0 {
 		return
 	}
 	change(&r.stage.Steps[i])
-	if r.stage.Steps[i].Id == 0 {
-		return
-	}
-	_, err := r.update(context.WithoutCancel(ctx), func(ctx context.Context) error {
-		s, err := r.h.opts.Wire.UpdateStep(ctx, r.stage.Steps[i])
-		if err == nil {
-			r.stage.Steps[i].Version = s.Version
-		}
-		return err
-	})
-	if err != nil {
-		r.logger.Warn("step update not taken by the Drone server", "stage", r.stage.Id, "step", r.stage.Steps[i].Name,
+	if err := tasks.Update(ctx, drone.StageUpdate{Step: r.stage.Steps[i]}); err != nil {
+		// The stage's outcome still carries the step as it ends.
+		r.logger.Warn("step update not kept for the Drone server", "stage", r.stage.Id, "step", r.stage.Steps[i].Name,
 			"status", r.stage.Steps[i].Status, "err", err)
-	}
-}
-
-// update tries call until it succeeds, fails for good, or UpdateAttempts tries failed.
-func (r *stageRun) update(ctx context.Context, call func(context.Context) error) (bool, error) {
-	b := r.h.opts.UpdateBackoff.NewBackOff()
-	var err error
-	for attempt := 1; ; attempt++ {
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err = call(cctx)
-		cancel()
-		if err == nil {
-			return true, nil
-		}
-		if !errs.Retryable(err) || attempt >= r.h.opts.UpdateAttempts {
-			return false, err
-		}
-		if retry.Sleep(ctx, retry.Next(b, err)) != nil {
-			return false, err
-		}
-	}
-}
-
-// adopt copies what the server saved of the stage: its version, and each step's id and version,
-// matched by number.
-func (r *stageRun) adopt(saved drone.Stage) {
-	r.stage.Version, r.stage.Updated = saved.Version, saved.Updated
-	for _, s := range saved.Steps {
-		if i := r.stepIndex(s.Number); i >= 0 {
-			r.stage.Steps[i].Id, r.stage.Steps[i].Version = s.Id, s.Version
-		}
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/dlite-dev/dlite/internal/engine/logstream"
 	"github.com/dlite-dev/dlite/internal/manager"
 	"github.com/dlite-dev/dlite/mockmanager"
+	"github.com/dlite-dev/dlite/tasks"
 	tasksdrone "github.com/dlite-dev/dlite/tasks/drone"
 )
 
@@ -43,14 +44,14 @@ func newRig(t *testing.T) *rig {
 	dir := t.TempDir()
 	store, err := engine.NewFileStore(filepath.Join(dir, "records"))
 	require.NoError(t, err)
-	logs := tasksdrone.NewLogs(client)
+	logs := tasksdrone.NewLogs(client, b)
 	// Each test's mock server numbers its stages from 1: a runner id of its own keeps the engines of
 	// tests running in parallel from taking each other's processes for their own.
 	runnerID := strings.ReplaceAll(t.Name(), "/", "-")
 	eng, err := engine.New(engine.Options{Store: store, Host: host.New(host.Options{RunnerID: runnerID}), RunnerID: runnerID,
 		StateDir: filepath.Join(dir, "state"), Logs: logstream.Registry{tasksdrone.LogKind: logs}})
 	require.NoError(t, err)
-	h, err := tasksdrone.New(tasksdrone.Options{Engine: eng, Wire: client, Logs: logs})
+	h, err := tasksdrone.New(tasksdrone.Options{Engine: eng, Logs: logs})
 	require.NoError(t, err)
 	return &rig{ds: ds, backend: b, handler: h}
 }
@@ -69,6 +70,21 @@ func (r *rig) take(t *testing.T, yaml string, secrets ...mockmanager.NewSecret) 
 	var st drone.StageTask
 	require.NoError(t, json.Unmarshal(task.Data, &st))
 	return st, ev.TaskID
+}
+
+// run runs the stage as the runtime does: the handler's updates are delivered to the backend in
+// their order (here at once, in the handler's goroutine).
+func (r *rig) run(ctx context.Context, t *testing.T, taskID string, task drone.StageTask) drone.StageReport {
+	t.Helper()
+	n := 0
+	ctx = tasks.WithUpdates(ctx, func(data json.RawMessage) error {
+		n++
+		if err := r.backend.Report(context.WithoutCancel(ctx), manager.Result{TaskID: taskID, Update: n, Data: data}); err != nil {
+			t.Errorf("update %d of stage %s not delivered: %v", n, taskID, err)
+		}
+		return nil
+	})
+	return r.handler.Run(ctx, task)
 }
 
 // deliver reports the handler's answer as the runtime does, and returns the stage as stored.
@@ -132,7 +148,7 @@ steps:
   commands: [echo never]
 `
 	task, id := r.take(t, yaml, mockmanager.NewSecret{Name: "token", Data: "s3cr3t-value"})
-	rep := r.handler.Run(t.Context(), task)
+	rep := r.run(t.Context(), t, id, task)
 	require.Equal(t, drone.Status("success"), rep.Stage.Status, "a failure ignored does not fail the stage: %+v", rep.Stage.Steps)
 	st := r.deliver(t, id, rep)
 	require.Equal(t, drone.Status("success"), st.Stage.Status)
@@ -156,7 +172,7 @@ func TestMalformedYAMLEndsTheStageInError(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
 	task, id := r.take(t, "kind: pipeline\ntype: exec\nname: default\nsteps: [\n")
-	rep := r.handler.Run(t.Context(), task)
+	rep := r.run(t.Context(), t, id, task)
 	st := r.deliver(t, id, rep)
 	require.Equal(t, drone.Status("error"), st.Stage.Status)
 	require.Equal(t, 255, st.Stage.ExitCode)
@@ -167,12 +183,12 @@ func TestUnknownTypeAndMissingSecretSayWhy(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
 	task, id := r.take(t, "kind: pipeline\ntype: ssh\nname: default\nsteps:\n- name: a\n  commands: [true]\n")
-	st := r.deliver(t, id, r.handler.Run(t.Context(), task))
+	st := r.deliver(t, id, r.run(t.Context(), t, id, task))
 	require.Equal(t, drone.Status("error"), st.Stage.Status)
 	require.Contains(t, st.Stage.Error, `type "ssh" is not supported`)
 
 	task, id = r.take(t, "kind: pipeline\ntype: exec\nname: default\nsteps:\n- name: a\n  commands: [true]\n  environment:\n    X:\n      from_secret: nope\n")
-	st = r.deliver(t, id, r.handler.Run(t.Context(), task))
+	st = r.deliver(t, id, r.run(t.Context(), t, id, task))
 	require.Equal(t, drone.Status("error"), st.Stage.Status)
 	a := steps(st)["a"]
 	require.Equal(t, drone.Status("error"), a.Step.Status)
@@ -187,7 +203,7 @@ func TestCancelStopsTheRunningStep(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan drone.StageReport, 1)
-	go func() { done <- r.handler.Run(ctx, task) }()
+	go func() { done <- r.run(ctx, t, id, task) }()
 	var pid int
 	require.Eventually(t, func() bool {
 		b, err := os.ReadFile(pidFile)
@@ -218,7 +234,7 @@ func TestDetachedStepRunsBesideTheOthersAndEndsWithTheStage(t *testing.T) {
 	r := newRig(t)
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	task, id := r.take(t, "kind: pipeline\ntype: exec\nname: default\nsteps:\n- name: service\n  detach: true\n  commands: [echo $$ > "+pidFile+"; exec sleep 60]\n- name: client\n  depends_on: [service]\n  commands: [sleep 0.2, cat "+pidFile+"]\n")
-	rep := r.handler.Run(t.Context(), task)
+	rep := r.run(t.Context(), t, id, task)
 	st := r.deliver(t, id, rep)
 	require.Equal(t, drone.Status("success"), st.Stage.Status)
 	byName := steps(st)
@@ -237,7 +253,7 @@ func TestHostVolumesNeedATrustedRepository(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
 	task, id := r.take(t, "kind: pipeline\ntype: docker\nname: default\nvolumes:\n- name: sock\n  host:\n    path: /var/run/docker.sock\nsteps:\n- name: a\n  image: busybox\n  volumes:\n  - name: sock\n    path: /var/run/docker.sock\n  commands: [true]\n")
-	st := r.deliver(t, id, r.handler.Run(t.Context(), task))
+	st := r.deliver(t, id, r.run(t.Context(), t, id, task))
 	require.Equal(t, drone.Status("error"), st.Stage.Status)
 	require.Contains(t, st.Stage.Error, `volume "sock" is a host volume, which only a trusted repository may use`)
 	require.Equal(t, drone.Status("skipped"), steps(st)["a"].Step.Status)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,15 +13,25 @@ import (
 )
 
 // LogKind is the log stream kind of Drone stages in the engine's log registry: the key of a
-// step's stream is its id on the Drone server.
+// step's stream is "<stage id>/<step number>".
 const LogKind = "drone"
 
-// flushEvery is how long new log lines wait before a batch is sent, as Drone runners do.
-const flushEvery = time.Second
+const (
+	// flushEvery is how long new log lines wait before a batch is sent, as Drone runners do.
+	flushEvery = time.Second
+	// openWait bounds how long a batch waits for the server to take its step's start.
+	openWait = 5 * time.Second
+)
 
 // Batcher sends a step's live log lines to the Drone server.
 type Batcher interface {
 	Batch(ctx context.Context, stepID int64, lines []drone.Line) error
+}
+
+// StepOpener finds the id of a step the Drone server has started, waiting for its start to be
+// delivered (the server keeps a step's live log stream only while the step runs there).
+type StepOpener interface {
+	OpenStep(ctx context.Context, stage int64, number int) (int64, error)
 }
 
 // Logs is the log transport of Drone steps, and its factory: lines go to the server in batches
@@ -28,6 +39,7 @@ type Batcher interface {
 // is durable, instead of being uploaded by the stream. It is safe for concurrent use.
 type Logs struct {
 	batcher Batcher
+	steps   StepOpener
 	mu      sync.Mutex
 	opened  map[string]time.Time
 	history map[string][]drone.Line
@@ -38,9 +50,9 @@ var (
 	_ logstream.Transport = (*Logs)(nil)
 )
 
-// NewLogs returns the transport of Drone step logs over b.
-func NewLogs(b Batcher) *Logs {
-	return &Logs{batcher: b, opened: map[string]time.Time{}, history: map[string][]drone.Line{}}
+// NewLogs returns the transport of Drone step logs, sent in batches over b to the steps o finds.
+func NewLogs(b Batcher, o StepOpener) *Logs {
+	return &Logs{batcher: b, steps: o, opened: map[string]time.Time{}, history: map[string][]drone.Line{}}
 }
 
 // Transport answers the transport for the stages of kind LogKind.
@@ -50,7 +62,7 @@ func (l *Logs) Transport(logstream.Config) (logstream.Transport, logstream.Optio
 
 // Open notes when the step's log starts: Drone lines carry their time from there.
 func (l *Logs) Open(_ context.Context, key string) error {
-	if _, err := stepID(key); err != nil {
+	if _, _, err := parseLogKey(key); err != nil {
 		return err
 	}
 	l.mu.Lock()
@@ -59,9 +71,17 @@ func (l *Logs) Open(_ context.Context, key string) error {
 	return nil
 }
 
-// Write sends lines as one batch to the step's live log.
+// Write sends lines as one batch to the step's live log, once the server has taken the step's
+// start; lines of a step whose start it has not taken within openWait are not sent live (they are
+// still in the step's full log).
 func (l *Logs) Write(ctx context.Context, key string, lines []logstream.Line) error {
-	id, err := stepID(key)
+	stage, number, err := parseLogKey(key)
+	if err != nil {
+		return err
+	}
+	octx, cancel := context.WithTimeout(ctx, openWait)
+	id, err := l.steps.OpenStep(octx, stage, number)
+	cancel()
 	if err != nil {
 		return err
 	}
@@ -85,9 +105,10 @@ func (l *Logs) Close(_ context.Context, key string, _ bool) error {
 	return nil
 }
 
-// Take returns and forgets the full history of step id's log; nil when it has none.
-func (l *Logs) Take(id int64) []drone.Line {
-	key := strconv.FormatInt(id, 10)
+// Take returns and forgets the full history of the log of step number of stage; nil when it has
+// none.
+func (l *Logs) Take(stage int64, number int) []drone.Line {
+	key := logKey(stage, number)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	lines := l.history[key]
@@ -110,10 +131,21 @@ func (l *Logs) wire(key string, lines []logstream.Line) []drone.Line {
 	return out
 }
 
-func stepID(key string) (int64, error) {
-	id, err := strconv.ParseInt(key, 10, 64)
-	if err != nil || id <= 0 {
-		return 0, fmt.Errorf("drone log stream %q: the key is not a step id", key)
+// logKey is the key of the log stream of step number of stage.
+func logKey(stage int64, number int) string {
+	return strconv.FormatInt(stage, 10) + "/" + strconv.Itoa(number)
+}
+
+func parseLogKey(key string) (stage int64, number int, err error) {
+	s, n, ok := strings.Cut(key, "/")
+	if ok {
+		stage, err = strconv.ParseInt(s, 10, 64)
+		if err == nil {
+			number, err = strconv.Atoi(n)
+		}
 	}
-	return id, nil
+	if !ok || err != nil || stage <= 0 || number <= 0 {
+		return 0, 0, fmt.Errorf("drone log stream %q: the key is not <stage id>/<step number>", key)
+	}
+	return stage, number, nil
 }

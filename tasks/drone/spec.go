@@ -3,7 +3,6 @@ package drone
 import (
 	"fmt"
 	"maps"
-	"strconv"
 	"strings"
 
 	"github.com/dlite-dev/dlite/internal/drone/pipeline"
@@ -53,9 +52,7 @@ func (r *stageRun) stepSpec(st pipeline.Start) engine.StepSpec {
 		Env:    env,
 		Detach: ps.Detach,
 	}
-	if i := r.stepIndex(ps.Number); i >= 0 && r.stage.Steps[i].Id != 0 {
-		spec.LogKey = strconv.FormatInt(r.stage.Steps[i].Id, 10)
-	}
+	spec.LogKey = logKey(r.stage.Id, ps.Number)
 	script := []string(nil)
 	if len(ps.Step.Commands) > 0 {
 		script = []string{shellScript(ps.Step.Commands)}
