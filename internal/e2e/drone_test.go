@@ -127,8 +127,8 @@ func TestDroneExecPipeline(t *testing.T) {
 	require.NotContains(t, first, "drone-e2e-secret")
 }
 
-// A docker pipeline on the real binary: steps in containers sharing the workspace and a temp
-// volume.
+// A docker pipeline on the real binary: steps in containers sharing the workspace, where Drone
+// puts it (/drone/src, the steps' working directory), and a temp volume.
 func TestDroneDockerPipeline(t *testing.T) {
 	t.Parallel()
 	img := dockertest.Image(t)
@@ -137,6 +137,8 @@ func TestDroneDockerPipeline(t *testing.T) {
 	yaml := fmt.Sprintf(`kind: pipeline
 type: docker
 name: default
+clone:
+  disable: true
 volumes:
 - name: cache
   temp: {}
@@ -147,7 +149,15 @@ steps:
   volumes:
   - name: cache
     path: /cache
-  commands: [echo from a container > shared.txt, echo cached > /cache/c]
+  commands: [echo from a container > shared.txt, mkdir made-dir, echo cached > /cache/c]
+- name: look
+  image: %[1]s
+  pull: never
+  commands:
+  - pwd
+  - ls
+  - echo "workspace=$DRONE_WORKSPACE base=$DRONE_WORKSPACE_BASE path=$DRONE_WORKSPACE_PATH"
+  - ls /drone/src/shared.txt
 - name: read
   image: %[1]s
   pull: never
@@ -158,9 +168,14 @@ steps:
   failure: ignore
 `, img)
 	st := waitDrone(t, ds, droneBuild(t, ds, yaml, "docker"))
-	require.Equal(t, droneapi.Status("success"), st.Stage.Status)
+	require.Equal(t, droneapi.Status("success"), st.Stage.Status, st.Stage.Error)
 	steps := droneSteps(st)
 	require.Equal(t, droneapi.Status("success"), steps["write"].Step.Status)
+	require.Equal(t, droneapi.Status("success"), steps["look"].Step.Status, droneLog(t, steps["look"]))
+	look := droneLog(t, steps["look"])
+	require.Contains(t, look, "+ pwd\n/drone/src\n", "the steps run in the workspace, at /drone/src")
+	require.Regexp(t, `\+ ls\n(\S+\n)*made-dir\n(\S+\n)*shared.txt\n`, look, "a later step sees what an earlier one wrote")
+	require.Contains(t, look, "workspace=/drone/src base=/drone path=src\n")
 	require.Equal(t, droneapi.Status("failure"), steps["read"].Step.Status)
 	require.Equal(t, 4, steps["read"].Step.ExitCode)
 	require.Contains(t, droneLog(t, steps["read"]), "from a container\ncached\n")

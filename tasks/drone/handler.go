@@ -169,6 +169,11 @@ func (r *stageRun) run(ctx context.Context) drone.StageReport {
 		return r.final(err)
 	}
 	spec := engine.StageSpec{ID: r.engineID, Secrets: r.plan.Secrets, Logs: logstreamConfig(), Volumes: volumes}
+	if r.plan.Pipeline.Type == pipeline.TypeDocker {
+		// Docker steps find their sources where Drone puts them: /drone/src, or the pipeline's
+		// workspace path.
+		spec.WorkspacePath = r.plan.Workspace
+	}
 	if _, err := r.h.opts.Engine.Setup(ctx, spec); err != nil {
 		r.cleanup(ctx)
 		return r.final(fmt.Errorf("the stage could not be set up: %w", err))

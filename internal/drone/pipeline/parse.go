@@ -364,7 +364,8 @@ func ParseStage(data []byte, stage string) (*Pipeline, error) {
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // Check reports the first reason the pipeline cannot run, as an error matching ErrInvalid: a
-// type other than exec or docker, a step without a name or with a name used twice, a docker step
+// type other than exec or docker, a workspace path that climbs out with .. or is the root, a
+// step without a name or with a name used twice, a docker step
 // without an image, an unknown failure mode or pull policy, an environment name that is not one,
 // a malformed glob in a condition, a status other than success or failure, a depends_on naming
 // no step, or a depends_on cycle.
@@ -380,6 +381,9 @@ func (p *Pipeline) Check() error {
 	}
 	if err := checkEnv(p.Environment); err != nil {
 		return bad("environment: %v", err)
+	}
+	if ws := p.Workspace.Path; slices.Contains(strings.Split(ws, "/"), "..") || (path.IsAbs(ws) && path.Clean(ws) == "/") {
+		return bad("workspace.path %q must name a directory below the workspace base, or an absolute one other than the root", ws)
 	}
 	steps := map[string]*Step{}
 	for i, s := range p.Steps {

@@ -40,8 +40,9 @@ type Plan struct {
 	// Excluded are the steps whose conditions other than status rule them out; a runner does
 	// not report them.
 	Excluded []string
-	// Workspace is the workspace's absolute path for docker pipelines; for exec pipelines it is
-	// the path relative to the directory the runner makes for the stage.
+	// Workspace is the workspace's absolute path for docker pipelines, where their steps see it
+	// (/drone/src unless the pipeline says otherwise); for exec pipelines it is the path relative
+	// to the directory the runner makes for the stage.
 	Workspace string
 	// Secrets are the values of every secret the plan reads, longest first, to mask in logs.
 	Secrets []string
@@ -82,14 +83,8 @@ var pluginKey = regexp.MustCompile(`[^A-Za-z0-9]+`)
 // said in the steps' Error.
 func NewPlan(p *Pipeline, f Facts) *Plan {
 	plan := &Plan{Pipeline: p}
-	ws := p.Workspace.Path
-	if ws == "" {
-		ws = DefaultWorkspacePath
-	}
-	if p.Type == TypeDocker && !path.IsAbs(ws) {
-		ws = path.Join(DockerWorkspaceBase, ws)
-	}
-	plan.Workspace = ws
+	ws := workspaceOf(p)
+	plan.Workspace = ws.full
 	secrets := map[string]string{}
 	for _, s := range f.Secrets {
 		secrets[s.Name] = s.Data
@@ -104,7 +99,7 @@ func NewPlan(p *Pipeline, f Facts) *Plan {
 			plan.Excluded = append(plan.Excluded, s.Name)
 		}
 	}
-	base := baseEnv(p, f, plan.Workspace)
+	base := baseEnv(p, f, ws)
 	prev := ""
 	for _, s := range p.Steps {
 		if excluded[s.Name] {
@@ -190,6 +185,28 @@ func NewPlan(p *Pipeline, f Facts) *Plan {
 	})
 	plan.Secrets = slices.Compact(plan.Secrets)
 	return plan
+}
+
+// workspace is where a pipeline's sources are: base and path joined make full. For docker
+// pipelines a relative workspace path (src by default) lies under DockerWorkspaceBase, and an
+// absolute one is its own base; exec pipelines have only the relative path, under the directory
+// the runner makes for the stage.
+type workspace struct {
+	base, path, full string
+}
+
+func workspaceOf(p *Pipeline) workspace {
+	rel := p.Workspace.Path
+	if rel == "" {
+		rel = DefaultWorkspacePath
+	}
+	if p.Type != TypeDocker {
+		return workspace{path: p.Workspace.Path, full: rel}
+	}
+	if path.IsAbs(rel) {
+		return workspace{base: path.Clean(rel), full: path.Clean(rel)}
+	}
+	return workspace{base: DockerWorkspaceBase, path: rel, full: path.Join(DockerWorkspaceBase, rel)}
 }
 
 // encodeSetting turns a setting into the text of its PLUGIN_ variable the way Drone plugins read

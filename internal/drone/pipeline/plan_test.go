@@ -71,11 +71,24 @@ func TestPlanDockerWorkspaceAndRefs(t *testing.T) {
 	env := plan.Steps[0].Env
 	require.Equal(t, "/drone/src", plan.Workspace)
 	require.Equal(t, "/drone/src", env["DRONE_WORKSPACE"])
+	require.Equal(t, "/drone", env["DRONE_WORKSPACE_BASE"])
+	require.Equal(t, "src", env["DRONE_WORKSPACE_PATH"])
 	require.Equal(t, "v1.2.3", env["DRONE_TAG"])
 
+	plan = pipeline.NewPlan(mustParse(t, "kind: pipeline\nworkspace:\n  path: go/src/app\nsteps:\n- name: a\n  image: alpine\n", "default"), f)
+	env = plan.Steps[0].Env
+	require.Equal(t, "/drone/go/src/app", plan.Workspace, "a relative workspace path lies under /drone")
+	require.Equal(t, "/drone/go/src/app", env["DRONE_WORKSPACE"])
+	require.Equal(t, "/drone", env["DRONE_WORKSPACE_BASE"])
+	require.Equal(t, "go/src/app", env["DRONE_WORKSPACE_PATH"])
+
 	f.Build.Ref, f.Build.Event, f.Build.Title = "refs/pull/17/head", "pull_request", "Add it"
-	env = pipeline.NewPlan(mustParse(t, "kind: pipeline\nworkspace:\n  path: /work\nsteps:\n- name: a\n  image: alpine\n", "default"), f).Steps[0].Env
-	require.Equal(t, "/work", env["DRONE_WORKSPACE"], "an absolute workspace path is kept")
+	plan = pipeline.NewPlan(mustParse(t, "kind: pipeline\nworkspace:\n  path: /work\nsteps:\n- name: a\n  image: alpine\n", "default"), f)
+	env = plan.Steps[0].Env
+	require.Equal(t, "/work", plan.Workspace, "an absolute workspace path is kept")
+	require.Equal(t, "/work", env["DRONE_WORKSPACE"])
+	require.Equal(t, "/work", env["DRONE_WORKSPACE_BASE"], "an absolute workspace path is its own base")
+	require.Empty(t, env["DRONE_WORKSPACE_PATH"])
 	require.Equal(t, "17", env["DRONE_PULL_REQUEST"])
 	require.Equal(t, "Add it", env["DRONE_PULL_REQUEST_TITLE"])
 }
