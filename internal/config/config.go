@@ -189,6 +189,7 @@ func (c Config) LogValue() slog.Value {
 			slog.String("kernel", c.Drone.Kernel),
 			slog.String("variant", c.Drone.Variant),
 			slog.String("type", c.Drone.Type),
+			slog.Int("max_procs", c.Drone.MaxProcs),
 		),
 	)
 }

@@ -181,6 +181,27 @@ steps:
 	require.Contains(t, droneLog(t, steps["read"]), "from a container\ncached\n")
 }
 
+// DRONE_RUNNER_MAX_PROCS bounds the steps of a stage that run at once: two branches that would
+// overlap (each holds a lock directory for a while, and fails if the other holds it) run one
+// after the other.
+func TestDroneMaxProcs(t *testing.T) {
+	t.Parallel()
+	ds := mockmanager.NewDroneTest(t, mockmanager.DroneOptions{})
+	startProc(t, droneRunnerEnv(ds.URL, ds.Secret(), "drone-max-procs", t.TempDir(), "exec", "DLITE_DOCKER=off",
+		"DRONE_RUNNER_MAX_PROCS=1"))
+	const branch = "mkdir ../lock, sleep 1, rmdir ../lock"
+	yaml := "kind: pipeline\ntype: exec\nname: default\nclone:\n  disable: true\nsteps:\n" +
+		"- name: left\n  commands: [" + branch + "]\n" +
+		"- name: right\n  commands: [" + branch + "]\n" +
+		"- name: after\n  depends_on: [left, right]\n  commands: [true]\n"
+	st := waitDrone(t, ds, droneBuild(t, ds, yaml, "exec"))
+	steps := droneSteps(st)
+	require.Equal(t, droneapi.Status("success"), st.Stage.Status, "left: %s\nright: %s", droneLog(t, steps["left"]), droneLog(t, steps["right"]))
+	left, right := steps["left"].Step, steps["right"].Step
+	require.True(t, left.Stopped <= right.Started || right.Stopped <= left.Started,
+		"one branch starts after the other stopped: left %d-%d, right %d-%d", left.Started, left.Stopped, right.Started, right.Stopped)
+}
+
 // A cancel on the server while a step runs: the watch hears it, the step's process is gone
 // within seconds, and the stage ends killed (its final update landing after the server's own).
 func TestDroneCancelMidStep(t *testing.T) {
