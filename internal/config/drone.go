@@ -37,6 +37,8 @@ type Drone struct {
 	Type string `env:"DRONE_RUNNER_TYPE" flag:"drone-runner-type"`
 	// MaxProcs bounds the steps of one stage that run at once.
 	MaxProcs int `env:"DRONE_RUNNER_MAX_PROCS" flag:"drone-runner-max-procs"`
+	// CloneImage is the image the clone step of docker pipelines runs in.
+	CloneImage string `env:"DRONE_RUNNER_CLONE_IMAGE" flag:"drone-runner-clone-image"`
 }
 
 // The pipeline types a Drone runner takes.
@@ -53,6 +55,10 @@ const defaultDroneCapacity = 2
 // defaultDroneMaxProcs is how many steps of a stage run at once unless DRONE_RUNNER_MAX_PROCS
 // says otherwise.
 const defaultDroneMaxProcs = 8
+
+// defaultDroneCloneImage is the clone image of docker pipelines unless DRONE_RUNNER_CLONE_IMAGE
+// names another: Drone's own, as its docker runner uses it.
+const defaultDroneCloneImage = "drone/git:latest"
 
 // The demonstrations `dlite run` gives when no manager and no Drone server is configured.
 const (
@@ -78,6 +84,7 @@ var (
 	keyDroneVariant    = key{"DRONE_RUNNER_VARIANT", "drone-runner-variant"}
 	keyDroneType       = key{"DRONE_RUNNER_TYPE", "drone-runner-type"}
 	keyDroneMaxProcs   = key{"DRONE_RUNNER_MAX_PROCS", "drone-runner-max-procs"}
+	keyDroneCloneImage = key{"DRONE_RUNNER_CLONE_IMAGE", "drone-runner-clone-image"}
 )
 
 // IsDrone reports whether the runner talks to a Drone server (DRONE_RPC_HOST is set).
@@ -163,6 +170,9 @@ func droneSettings() []setting {
 				c.Drone.MaxProcs = n
 				return nil
 			}},
+		{key: keyDroneCloneImage, group: g, arg: "IMAGE", def: defaultDroneCloneImage,
+			usage: "Image the clone step of docker pipelines runs in (pulled when missing); it needs git and /bin/sh.",
+			parse: func(c *Config, v string) error { c.Drone.CloneImage = strings.TrimSpace(v); return nil }},
 	}
 }
 
@@ -228,6 +238,9 @@ func (c *Config) validateDrone(r *report) {
 	case DroneTypeDocker, DroneTypeExec:
 	default:
 		r.add(keyDroneType, "must be %s or %s, got %q", DroneTypeDocker, DroneTypeExec, c.Drone.Type)
+	}
+	if c.Drone.CloneImage == "" {
+		r.add(keyDroneCloneImage, "is empty: name the image the clone step of docker pipelines runs in (default %s)", defaultDroneCloneImage)
 	}
 	if c.Drone.Type == DroneTypeDocker && c.Docker == DockerOff {
 		r.add(keyDroneType, "is %s but %s is off: set it to exec, or let the runner use Docker", DroneTypeDocker, keyDocker)

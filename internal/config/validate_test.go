@@ -313,6 +313,8 @@ func TestDroneSettingsAreValidated(t *testing.T) {
 			[]string{`DRONE_RUNNER_MAX_PROCS (--drone-runner-max-procs): must be a positive integer, got "-2"`}},
 		{"steps at once not a number", map[string]string{"DRONE_RPC_HOST": "d", "DRONE_RPC_SECRET": "s", "DRONE_RUNNER_MAX_PROCS": "many"},
 			[]string{`DRONE_RUNNER_MAX_PROCS (--drone-runner-max-procs): must be a positive integer, got "many"`}},
+		{"no clone image", map[string]string{"DRONE_RPC_HOST": "d", "DRONE_RPC_SECRET": "s", "DRONE_RUNNER_CLONE_IMAGE": " "},
+			[]string{"DRONE_RUNNER_CLONE_IMAGE (--drone-runner-clone-image): is empty"}},
 		{"a demonstration with a Drone host", map[string]string{"DRONE_RPC_HOST": "d", "DRONE_RPC_SECRET": "s", "DLITE_DEMO": "drone"},
 			[]string{"DLITE_DEMO (--demo): is drone, but a demonstration runs only when neither"}},
 		{"an unknown demonstration", map[string]string{"DLITE_DEMO": "gitlab"},

@@ -86,6 +86,8 @@ func droneLog(t *testing.T, s mockmanager.StepState) string {
 const droneExecPipeline = `kind: pipeline
 type: exec
 name: default
+clone:
+  disable: true
 steps:
 - name: first
   commands: [echo first >> order, echo token is $TOKEN]
@@ -209,7 +211,7 @@ func TestDroneCancelMidStep(t *testing.T) {
 	ds := mockmanager.NewDroneTest(t, mockmanager.DroneOptions{})
 	startProc(t, droneRunnerEnv(ds.URL, ds.Secret(), "drone-cancel", t.TempDir(), "exec", "DLITE_DOCKER=off"))
 	pidFile := filepath.Join(t.TempDir(), "pid")
-	id := droneBuild(t, ds, "kind: pipeline\ntype: exec\nname: default\nsteps:\n- name: long\n  commands: [echo $$ > "+pidFile+"; exec sleep 300]\n", "exec")
+	id := droneBuild(t, ds, "kind: pipeline\ntype: exec\nname: default\nclone: {disable: true}\nsteps:\n- name: long\n  commands: [echo $$ > "+pidFile+"; exec sleep 300]\n", "exec")
 	var pid int
 	require.Eventually(t, func() bool {
 		b, err := os.ReadFile(pidFile)
@@ -254,7 +256,7 @@ func TestDroneUpdatesSurviveSIGKILL(t *testing.T) {
 	spool := t.TempDir()
 	env := droneRunnerEnv(proxy.URL, ds.Secret(), "drone-restart", spool, "exec", "DLITE_DOCKER=off")
 	p := startProc(t, env)
-	id := droneBuild(t, ds, "kind: pipeline\ntype: exec\nname: default\nsteps:\n- name: hello\n  commands: [echo hello]\n", "exec")
+	id := droneBuild(t, ds, "kind: pipeline\ntype: exec\nname: default\nclone: {disable: true}\nsteps:\n- name: hello\n  commands: [echo hello]\n", "exec")
 	require.Eventually(t, func() bool { return refused.Load() > 0 }, waitFor, 20*time.Millisecond, "the final upload is tried")
 	b, err := ds.Build(id)
 	require.NoError(t, err)
@@ -279,7 +281,7 @@ func TestDroneTwoRunnersRaceForStages(t *testing.T) {
 	startProc(t, droneRunnerEnv(ds.URL, ds.Secret(), "drone-race-b", t.TempDir(), "exec", "DLITE_DOCKER=off"))
 	var ids []int64
 	for range 8 {
-		ids = append(ids, droneBuild(t, ds, "kind: pipeline\ntype: exec\nname: default\nsteps:\n- name: once\n  commands: [echo $DRONE_BUILD_NUMBER >> "+ran+"]\n", "exec"))
+		ids = append(ids, droneBuild(t, ds, "kind: pipeline\ntype: exec\nname: default\nclone: {disable: true}\nsteps:\n- name: once\n  commands: [echo $DRONE_BUILD_NUMBER >> "+ran+"]\n", "exec"))
 	}
 	machines := map[string]int{}
 	for _, id := range ids {
@@ -324,7 +326,7 @@ func TestDroneMalformedYAML(t *testing.T) {
 	bad := waitDrone(t, ds, droneBuild(t, ds, "kind: pipeline\ntype: exec\nname: default\nsteps: [\n", "exec"))
 	require.Equal(t, droneapi.Status("error"), bad.Stage.Status)
 	require.Contains(t, bad.Stage.Error, "invalid pipeline YAML")
-	good := waitDrone(t, ds, droneBuild(t, ds, "kind: pipeline\ntype: exec\nname: default\nsteps:\n- name: ok\n  commands: [true]\n", "exec"))
+	good := waitDrone(t, ds, droneBuild(t, ds, "kind: pipeline\ntype: exec\nname: default\nclone: {disable: true}\nsteps:\n- name: ok\n  commands: [true]\n", "exec"))
 	require.Equal(t, droneapi.Status("success"), good.Stage.Status)
 	require.True(t, p.running())
 }
@@ -341,7 +343,7 @@ func TestDroneCancelDockerStep(t *testing.T) {
 	_, err := ds.QueueBuild(mockmanager.NewBuild{Yaml: "kind: pipeline\nname: default\n",
 		Stages: []mockmanager.NewStage{{Name: "default", Type: "nobody-takes-it"}}})
 	require.NoError(t, err)
-	id := droneBuild(t, ds, fmt.Sprintf("kind: pipeline\ntype: docker\nname: default\nsteps:\n- name: long\n  image: %s\n  pull: never\n  commands: [echo started, sleep 300]\n", img), "docker")
+	id := droneBuild(t, ds, fmt.Sprintf("kind: pipeline\ntype: docker\nname: default\nclone: {disable: true}\nsteps:\n- name: long\n  image: %s\n  pull: never\n  commands: [echo started, sleep 300]\n", img), "docker")
 	b, err := ds.Build(id)
 	require.NoError(t, err)
 	stageID := fmt.Sprintf("drone-%d", b.Stages[0].Stage.Id)

@@ -52,6 +52,9 @@ func (r *stageRun) stepSpec(st pipeline.Start) engine.StepSpec {
 		Detach: ps.Detach,
 	}
 	spec.LogKey = logKey(r.stage.Id, ps.Number)
+	if ps.Clone != nil {
+		return r.cloneStepSpec(spec, ps.Clone)
+	}
 	script := []string(nil)
 	if len(ps.Step.Commands) > 0 {
 		script = []string{shellScript(ps.Step.Commands)}

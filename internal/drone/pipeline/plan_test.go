@@ -67,7 +67,7 @@ func TestPlanDockerWorkspaceAndRefs(t *testing.T) {
 	t.Parallel()
 	f := facts()
 	f.Build.Ref, f.Build.Event = "refs/tags/v1.2.3", "tag"
-	plan := pipeline.NewPlan(mustParse(t, "kind: pipeline\nsteps:\n- name: a\n  image: alpine\n", "default"), f)
+	plan := pipeline.NewPlan(mustParse(t, "kind: pipeline\nclone: {disable: true}\nsteps:\n- name: a\n  image: alpine\n", "default"), f)
 	env := plan.Steps[0].Env
 	require.Equal(t, "/drone/src", plan.Workspace)
 	require.Equal(t, "/drone/src", env["DRONE_WORKSPACE"])
@@ -95,7 +95,7 @@ func TestPlanDockerWorkspaceAndRefs(t *testing.T) {
 
 func TestPlanReportsMissingSecrets(t *testing.T) {
 	t.Parallel()
-	yaml := "kind: pipeline\ntype: exec\nsteps:\n- name: a\n  environment:\n    X:\n      from_secret: nope\n- name: b\n  commands: [true]\n"
+	yaml := "kind: pipeline\ntype: exec\nclone: {disable: true}\nsteps:\n- name: a\n  environment:\n    X:\n      from_secret: nope\n- name: b\n  commands: [true]\n"
 	plan := pipeline.NewPlan(mustParse(t, yaml, "default"), facts())
 	require.Equal(t, `secret "nope" is not available (read by environment X)`, plan.Steps[0].Error)
 	require.Empty(t, plan.Steps[1].Error)
@@ -106,6 +106,7 @@ func TestPlanSettings(t *testing.T) {
 	t.Parallel()
 	yaml := `kind: pipeline
 type: exec
+clone: {disable: true}
 steps:
 - name: a
   settings:
@@ -141,6 +142,7 @@ func TestPlanExcludesStepsThatCanNeverRun(t *testing.T) {
 	t.Parallel()
 	yaml := `kind: pipeline
 type: exec
+clone: {disable: true}
 steps:
 - name: always
   commands: [true]
@@ -188,7 +190,7 @@ steps:
 
 func TestPlanRunsStepsInOrderWithoutDependsOn(t *testing.T) {
 	t.Parallel()
-	yaml := "kind: pipeline\ntype: exec\nsteps:\n- name: a\n- name: b\n  when: {branch: dev}\n- name: c\n"
+	yaml := "kind: pipeline\ntype: exec\nclone: {disable: true}\nsteps:\n- name: a\n- name: b\n  when: {branch: dev}\n- name: c\n"
 	plan := pipeline.NewPlan(mustParse(t, yaml, "default"), facts())
 	require.Empty(t, plan.Steps[0].DependsOn)
 	require.Equal(t, []string{"a"}, plan.Steps[1].DependsOn, "c follows a; b is not sent")
