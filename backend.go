@@ -62,8 +62,8 @@ func provideBackend(cfg *config.Config, opts harness.Options, logger *slog.Logge
 		return backend{}, nil, errs.Wrap(errs.CodeInvalidConfig, "Drone client", err)
 	}
 	b, err := drone.NewBackend(drone.BackendOptions{
-		Client:  c,
-		Filter:  droneFilter(cfg),
+		Client:   c,
+		Filter:   droneFilter(cfg),
 		Machine:  cfg.DroneMachine(),
 		StateDir: filepath.Join(cfg.StateDir, droneStateDir),
 		Logger:   logger,
