@@ -35,7 +35,7 @@ lint:
 	for d in $(EXAMPLES); do (cd $$d && $(GO) vet ./...) || exit 1; done
 
 ## test-deps: what the tests need beyond Go: Debian's chromium (browser test), docker.io and busybox-static
-## (container tests); starts dockerd when no Docker daemon answers
+## (container tests), git (Drone clone tests); starts dockerd when no Docker daemon answers
 test-deps:
 	.ci/test-deps
 

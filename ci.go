@@ -102,13 +102,16 @@ func provideStageEngine(cfg *config.Config, h handlers, b backend, logger *slog.
 	return stageEngine{Engine: e, DroneLogs: droneLogs}, cleanup, nil
 }
 
-// provideDroneTasks is the task server of Drone stages over the engine. Before the runner takes
-// work, it removes what stages an earlier run left unfinished still hold in the engine.
-func provideDroneTasks(e stageEngine, b backend, logger *slog.Logger) (droneTasks, error) {
+// provideDroneTasks is the task server of Drone stages over the engine, running at most
+// DRONE_RUNNER_MAX_PROCS steps of a stage at once and the clone step of docker pipelines in
+// DRONE_RUNNER_CLONE_IMAGE. Before the runner takes work, it removes what
+// stages an earlier run left unfinished still hold in the engine.
+func provideDroneTasks(cfg *config.Config, e stageEngine, b backend, logger *slog.Logger) (droneTasks, error) {
 	if b.Drone == nil || e.Engine == nil {
 		return droneTasks{}, nil
 	}
-	h, err := tasksdrone.New(tasksdrone.Options{Engine: e.Engine, Logs: e.DroneLogs})
+	h, err := tasksdrone.New(tasksdrone.Options{Engine: e.Engine, Logs: e.DroneLogs, MaxParallel: cfg.Drone.MaxProcs,
+		CloneImage: cfg.Drone.CloneImage})
 	if err != nil {
 		return droneTasks{}, errs.Wrap(errs.CodeInvalidConfig, "Drone stage tasks", err)
 	}

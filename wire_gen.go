@@ -35,7 +35,7 @@ func assemble(cfg *config.Config, h handlers, logger *slog.Logger) (*runtime, fu
 		cleanup()
 		return nil, nil, err
 	}
-	dliteDroneTasks, err := provideDroneTasks(dliteStageEngine, dliteBackend, logger)
+	dliteDroneTasks, err := provideDroneTasks(cfg, dliteStageEngine, dliteBackend, logger)
 	if err != nil {
 		cleanup2()
 		cleanup()

@@ -372,13 +372,17 @@ func TestDemoWithAnEmptyEnvironment(t *testing.T) {
 	require.Regexp(t, `(?m)^\s+log demo-stage-\S+/fail \| about to fail$`, out)
 }
 
-// DLITE_DEMO=drone runs one Drone pipeline on an embedded mock Drone server and narrates it:
-// parallel steps, an ignored failure, a skipped step, the logs with the secret masked.
+// DLITE_DEMO=drone runs one Drone pipeline on an embedded mock Drone server and narrates it: the
+// clone of a repository it makes, parallel steps, an ignored failure, a skipped step, the logs
+// with the secret masked.
 func TestDroneDemo(t *testing.T) {
 	t.Parallel()
 	p := startBinary(t, []string{"HOME=" + t.TempDir(), "DLITE_DEMO=drone", "PATH=" + os.Getenv("PATH")}, "run")
 	require.Equal(t, 0, p.wait(t), "stdout:\n%s", p.stdout)
 	out := p.stdout.String()
+	require.Regexp(t, `(?m)^\[step\]\s+clone\s+success \(exit 0\)$`, out, "git is installed here (.ci/test-deps), so the demonstration clones")
+	require.Regexp(t, `(?m)^\s+\+ git fetch origin refs/heads/main$`, out)
+	require.Regexp(t, `(?m)^\s+The demonstration's repository, as the clone step fetched it\.$`, out, "the build step reads the cloned file")
 	require.Regexp(t, `(?m)^\[step\]\s+lint\s+failure \(exit 1\), ignored: failure: ignore$`, out)
 	require.Regexp(t, `(?m)^\[step\]\s+notify-failure\s+skipped$`, out)
 	require.Regexp(t, `(?m)^\[step\]\s+package\s+success \(exit 0\)$`, out)

@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -15,9 +18,10 @@ import (
 	"github.com/dlite-dev/dlite/mockmanager"
 )
 
-// dronePipeline is the demonstration's pipeline: a build step whose output later steps read, two
-// steps in parallel after it (one failing, with its failure ignored), a step after both, and one
-// that runs only when the stage fails, so it is skipped.
+// dronePipeline is the demonstration's pipeline: the clone of a repository the demonstration
+// makes, a build step whose output later steps read, two steps in parallel after it (one
+// failing, with its failure ignored), a step after both, and one that runs only when the stage
+// fails, so it is skipped.
 const dronePipeline = `kind: pipeline
 type: exec
 name: default
@@ -25,6 +29,7 @@ steps:
 - name: build
   commands:
   - echo building $DRONE_REPO at $DRONE_COMMIT_BRANCH
+  - cat README 2>/dev/null || echo nothing was cloned
   - echo "version=1.4.2" > build.env
 - name: unit-tests
   depends_on: [build]
@@ -97,7 +102,24 @@ func droneDemo(ctx context.Context, cfg *dlite.Config, logger *slog.Logger, stdo
 		return fail("%v", err)
 	}
 	fmt.Fprintf(stdout, "dlite demo: DLITE_DEMO=drone, so this runs as a Drone runner against an embedded mock Drone server at %s.\n", running.URL())
-	fmt.Fprintf(stdout, "dlite demo: one build of an exec pipeline: build, then unit-tests and lint in parallel (lint fails, failure: ignore), then package; notify-failure runs only on failure.\n\n")
+	nb := mockmanager.NewBuild{Yaml: dronePipeline, Stages: []mockmanager.NewStage{{Name: "default", Type: "exec"}},
+		Secrets: []mockmanager.NewSecret{{Name: "deploy_token", Data: randomHex(8)}}}
+	repo, err := os.MkdirTemp("", "dlite-drone-demo-repo-")
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer os.RemoveAll(repo)
+	first := "clone, build"
+	if sha, err := demoRepository(ctx, repo); err != nil {
+		// The clone step needs git on the host; without it the demonstration goes on without a clone.
+		fmt.Fprintf(stdout, "dlite demo: no repository to clone (%v), so the pipeline says clone: {disable: true}.\n", err)
+		nb.Yaml = strings.Replace(dronePipeline, "\nsteps:\n", "\nclone:\n  disable: true\nsteps:\n", 1)
+		first = "build"
+	} else {
+		nb.Repo, nb.Ref, nb.After = mockmanager.NewRepo{GitHttpUrl: "file://" + repo}, "refs/heads/main", sha
+		fmt.Fprintf(stdout, "dlite demo: the build's commit %.12s is in a git repository made for it at %s.\n", sha, repo)
+	}
+	fmt.Fprintf(stdout, "dlite demo: one build of an exec pipeline: %s, then unit-tests and lint in parallel (lint fails, failure: ignore), then package; notify-failure runs only on failure.\n\n", first)
 
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
@@ -108,8 +130,7 @@ func droneDemo(ctx context.Context, cfg *dlite.Config, logger *slog.Logger, stdo
 		runErr = dlite.RunWithSignals(runCtx, r, run.ShutdownGrace)
 	}()
 
-	b, err := ds.QueueBuild(mockmanager.NewBuild{Yaml: dronePipeline, Stages: []mockmanager.NewStage{{Name: "default", Type: "exec"}},
-		Secrets: []mockmanager.NewSecret{{Name: "deploy_token", Data: randomHex(8)}}})
+	b, err := ds.QueueBuild(nb)
 	code := 1
 	if err != nil {
 		fmt.Fprintf(stdout, "could not queue the build: %v\n", err)
@@ -130,6 +151,36 @@ func droneDemo(ctx context.Context, cfg *dlite.Config, logger *slog.Logger, stdo
 		return fail("runner: %v", runErr)
 	}
 	return code
+}
+
+// demoRepository makes a git repository in dir with one commit on main, for the demonstration's
+// build to clone, and returns the commit. It fails when git is not installed.
+func demoRepository(ctx context.Context, dir string) (string, error) {
+	if _, err := exec.LookPath("git"); err != nil {
+		return "", errors.New("git is not installed")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "README"), []byte("The demonstration's repository, as the clone step fetched it.\n"), 0o644); err != nil {
+		return "", err
+	}
+	var out string
+	for _, args := range [][]string{
+		{"init", "-q"},
+		{"symbolic-ref", "HEAD", "refs/heads/main"},
+		{"add", "README"},
+		{"commit", "-q", "-m", "Start the demonstration"},
+		{"rev-parse", "HEAD"},
+	} {
+		cmd := exec.CommandContext(ctx, "git", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "GIT_AUTHOR_NAME=dlite demo", "GIT_AUTHOR_EMAIL=demo@dlite.invalid",
+			"GIT_COMMITTER_NAME=dlite demo", "GIT_COMMITTER_EMAIL=demo@dlite.invalid")
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("git %s: %w: %s", args[0], err, strings.TrimSpace(string(b)))
+		}
+		out = strings.TrimSpace(string(b))
+	}
+	return out, nil
 }
 
 // narrateDrone prints each change of the build's stage and steps until the build is done, the

@@ -189,6 +189,8 @@ func (c Config) LogValue() slog.Value {
 			slog.String("kernel", c.Drone.Kernel),
 			slog.String("variant", c.Drone.Variant),
 			slog.String("type", c.Drone.Type),
+			slog.Int("max_procs", c.Drone.MaxProcs),
+			slog.String("clone_image", c.Drone.CloneImage),
 		),
 	)
 }

@@ -35,6 +35,10 @@ type Drone struct {
 	Variant string `env:"DRONE_RUNNER_VARIANT" flag:"drone-runner-variant"`
 	// Type is the pipeline type the runner takes: DroneTypeDocker or DroneTypeExec.
 	Type string `env:"DRONE_RUNNER_TYPE" flag:"drone-runner-type"`
+	// MaxProcs bounds the steps of one stage that run at once.
+	MaxProcs int `env:"DRONE_RUNNER_MAX_PROCS" flag:"drone-runner-max-procs"`
+	// CloneImage is the image the clone step of docker pipelines runs in.
+	CloneImage string `env:"DRONE_RUNNER_CLONE_IMAGE" flag:"drone-runner-clone-image"`
 }
 
 // The pipeline types a Drone runner takes.
@@ -47,6 +51,14 @@ const (
 )
 
 const defaultDroneCapacity = 2
+
+// defaultDroneMaxProcs is how many steps of a stage run at once unless DRONE_RUNNER_MAX_PROCS
+// says otherwise.
+const defaultDroneMaxProcs = 8
+
+// defaultDroneCloneImage is the clone image of docker pipelines unless DRONE_RUNNER_CLONE_IMAGE
+// names another: Drone's own, as its docker runner uses it.
+const defaultDroneCloneImage = "drone/git:latest"
 
 // The demonstrations `dlite run` gives when no manager and no Drone server is configured.
 const (
@@ -71,6 +83,8 @@ var (
 	keyDroneKernel     = key{"DRONE_RUNNER_KERNEL", "drone-runner-kernel"}
 	keyDroneVariant    = key{"DRONE_RUNNER_VARIANT", "drone-runner-variant"}
 	keyDroneType       = key{"DRONE_RUNNER_TYPE", "drone-runner-type"}
+	keyDroneMaxProcs   = key{"DRONE_RUNNER_MAX_PROCS", "drone-runner-max-procs"}
+	keyDroneCloneImage = key{"DRONE_RUNNER_CLONE_IMAGE", "drone-runner-clone-image"}
 )
 
 // IsDrone reports whether the runner talks to a Drone server (DRONE_RPC_HOST is set).
@@ -146,6 +160,19 @@ func droneSettings() []setting {
 		{key: keyDroneType, group: g, arg: "TYPE", def: DroneTypeDocker,
 			usage: "Pipeline type the runner takes: docker (steps in containers) or exec (steps on the host).",
 			parse: func(c *Config, v string) error { c.Drone.Type = strings.ToLower(strings.TrimSpace(v)); return nil }},
+		{key: keyDroneMaxProcs, group: g, arg: "N", def: strconv.Itoa(defaultDroneMaxProcs),
+			usage: "Steps of one stage run at once, at most (parallel branches of depends_on beyond it wait).",
+			parse: func(c *Config, v string) error {
+				n, err := strconv.Atoi(strings.TrimSpace(v))
+				if err != nil || n < 1 {
+					return fmt.Errorf("must be a positive integer, got %q", v)
+				}
+				c.Drone.MaxProcs = n
+				return nil
+			}},
+		{key: keyDroneCloneImage, group: g, arg: "IMAGE", def: defaultDroneCloneImage,
+			usage: "Image the clone step of docker pipelines runs in (pulled when missing); it needs git and /bin/sh.",
+			parse: func(c *Config, v string) error { c.Drone.CloneImage = strings.TrimSpace(v); return nil }},
 	}
 }
 
@@ -211,6 +238,9 @@ func (c *Config) validateDrone(r *report) {
 	case DroneTypeDocker, DroneTypeExec:
 	default:
 		r.add(keyDroneType, "must be %s or %s, got %q", DroneTypeDocker, DroneTypeExec, c.Drone.Type)
+	}
+	if c.Drone.CloneImage == "" {
+		r.add(keyDroneCloneImage, "is empty: name the image the clone step of docker pipelines runs in (default %s)", defaultDroneCloneImage)
 	}
 	if c.Drone.Type == DroneTypeDocker && c.Docker == DockerOff {
 		r.add(keyDroneType, "is %s but %s is off: set it to exec, or let the runner use Docker", DroneTypeDocker, keyDocker)

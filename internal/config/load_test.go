@@ -133,7 +133,8 @@ func TestDefaults(t *testing.T) {
 		StateDir:          filepath.Join(home, ".local", "state", "dlite", "spool-stages"),
 		Docker:            DockerAuto,
 		Demo:              DemoHarness,
-		Drone:             Drone{Proto: "http", Capacity: 2, OS: runtime.GOOS, Arch: runtime.GOARCH, Type: DroneTypeDocker},
+		Drone: Drone{Proto: "http", Capacity: 2, OS: runtime.GOOS, Arch: runtime.GOARCH, Type: DroneTypeDocker,
+			MaxProcs: 8, CloneImage: "drone/git:latest"},
 	}, c)
 	require.True(t, c.Embedded())
 	require.False(t, c.IsDrone())
@@ -220,6 +221,9 @@ func TestEachSettingFromEnvAndFlag(t *testing.T) {
 		{keyDroneKernel, "5.10", "6.1", droneEnv, "5.10", "6.1", func(c *Config) any { return c.Drone.Kernel }},
 		{keyDroneVariant, "v7", "v8", droneEnv, "v7", "v8", func(c *Config) any { return c.Drone.Variant }},
 		{keyDroneType, "EXEC", "docker", droneEnv, "exec", "docker", func(c *Config) any { return c.Drone.Type }},
+		{keyDroneMaxProcs, " 3 ", "16", droneEnv, 3, 16, func(c *Config) any { return c.Drone.MaxProcs }},
+		{keyDroneCloneImage, "git:a", "registry.example/git:b", droneEnv, "git:a", "registry.example/git:b",
+			func(c *Config) any { return c.Drone.CloneImage }},
 	}
 
 	var covered []key

@@ -307,6 +307,14 @@ func TestDroneSettingsAreValidated(t *testing.T) {
 				`DRONE_RUNNER_CAPACITY (--drone-runner-capacity): must be between 1 and 100000, got "0"`,
 				`DRONE_RUNNER_LABELS (--drone-runner-labels): must be key:value pairs separated by commas, got "nocolon"`,
 				`DRONE_RUNNER_TYPE (--drone-runner-type): must be docker or exec, got "ssh"`}},
+		{"no steps at once", map[string]string{"DRONE_RPC_HOST": "d", "DRONE_RPC_SECRET": "s", "DRONE_RUNNER_MAX_PROCS": "0"},
+			[]string{`DRONE_RUNNER_MAX_PROCS (--drone-runner-max-procs): must be a positive integer, got "0"`}},
+		{"fewer than no steps at once", map[string]string{"DRONE_RPC_HOST": "d", "DRONE_RPC_SECRET": "s", "DRONE_RUNNER_MAX_PROCS": "-2"},
+			[]string{`DRONE_RUNNER_MAX_PROCS (--drone-runner-max-procs): must be a positive integer, got "-2"`}},
+		{"steps at once not a number", map[string]string{"DRONE_RPC_HOST": "d", "DRONE_RPC_SECRET": "s", "DRONE_RUNNER_MAX_PROCS": "many"},
+			[]string{`DRONE_RUNNER_MAX_PROCS (--drone-runner-max-procs): must be a positive integer, got "many"`}},
+		{"no clone image", map[string]string{"DRONE_RPC_HOST": "d", "DRONE_RPC_SECRET": "s", "DRONE_RUNNER_CLONE_IMAGE": " "},
+			[]string{"DRONE_RUNNER_CLONE_IMAGE (--drone-runner-clone-image): is empty"}},
 		{"a demonstration with a Drone host", map[string]string{"DRONE_RPC_HOST": "d", "DRONE_RPC_SECRET": "s", "DLITE_DEMO": "drone"},
 			[]string{"DLITE_DEMO (--demo): is drone, but a demonstration runs only when neither"}},
 		{"an unknown demonstration", map[string]string{"DLITE_DEMO": "gitlab"},
@@ -335,6 +343,7 @@ func TestDroneConfigurationSelectsTheDroneServer(t *testing.T) {
 	require.False(t, c.Embedded())
 	require.Equal(t, "http://localhost:8080", c.DroneEndpoint())
 	require.Equal(t, 4, c.ParallelWorkers, "the capacity sets the slots")
+	require.Equal(t, 8, c.Drone.MaxProcs, "eight steps of a stage at once unless DRONE_RUNNER_MAX_PROCS says otherwise")
 	require.Equal(t, "test-host", c.DroneMachine())
 	require.NotContains(t, c.String(), `"s"`, "the secret is never shown")
 }

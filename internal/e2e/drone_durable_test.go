@@ -96,7 +96,7 @@ func TestDroneStepUpdatesSurviveRefusalsAndSIGKILLInOrder(t *testing.T) {
 	env := droneRunnerEnv(url, ds.Secret(), "drone-ordered", spool, "exec", "DLITE_DOCKER=off")
 	p := startProc(t, env)
 	marker := filepath.Join(t.TempDir(), "second-ran")
-	id := droneBuild(t, ds, "kind: pipeline\ntype: exec\nname: default\nsteps:\n- name: first\n  commands: [echo one]\n"+
+	id := droneBuild(t, ds, "kind: pipeline\ntype: exec\nname: default\nclone: {disable: true}\nsteps:\n- name: first\n  commands: [echo one]\n"+
 		"- name: second\n  depends_on: [first]\n  commands: [echo two, touch "+marker+"]\n", "exec")
 
 	// The stage runs to its end while the server takes none of its step updates.
@@ -137,7 +137,7 @@ func TestDroneStageCutShortBySIGKILLIsAnsweredAfterARestart(t *testing.T) {
 	env := droneRunnerEnv(ds.URL, ds.Secret(), "drone-cut-short", spool, "exec", "DLITE_DOCKER=off")
 	p := startProc(t, env)
 	pidFile := filepath.Join(t.TempDir(), "pid")
-	id := droneBuild(t, ds, "kind: pipeline\ntype: exec\nname: default\nsteps:\n- name: long\n  commands: [echo $$ > "+pidFile+"; exec sleep 120]\n"+
+	id := droneBuild(t, ds, "kind: pipeline\ntype: exec\nname: default\nclone: {disable: true}\nsteps:\n- name: long\n  commands: [echo $$ > "+pidFile+"; exec sleep 120]\n"+
 		"- name: after\n  depends_on: [long]\n  commands: [echo never]\n", "exec")
 	var pid int
 	require.Eventually(t, func() bool {
@@ -166,6 +166,6 @@ func TestDroneStageCutShortBySIGKILLIsAnsweredAfterARestart(t *testing.T) {
 		"the step's process is gone")
 	require.Contains(t, restarted.out.String(), "answering a task an earlier run left unfinished")
 
-	next := droneBuild(t, ds, "kind: pipeline\ntype: exec\nname: default\nsteps:\n- name: hello\n  commands: [echo hello]\n", "exec")
+	next := droneBuild(t, ds, "kind: pipeline\ntype: exec\nname: default\nclone: {disable: true}\nsteps:\n- name: hello\n  commands: [echo hello]\n", "exec")
 	require.Equal(t, droneapi.Status("success"), waitDrone(t, ds, next).Stage.Status, "the runner takes work again")
 }

@@ -86,6 +86,8 @@ func droneLog(t *testing.T, s mockmanager.StepState) string {
 const droneExecPipeline = `kind: pipeline
 type: exec
 name: default
+clone:
+  disable: true
 steps:
 - name: first
   commands: [echo first >> order, echo token is $TOKEN]
@@ -127,8 +129,8 @@ func TestDroneExecPipeline(t *testing.T) {
 	require.NotContains(t, first, "drone-e2e-secret")
 }
 
-// A docker pipeline on the real binary: steps in containers sharing the workspace and a temp
-// volume.
+// A docker pipeline on the real binary: steps in containers sharing the workspace, where Drone
+// puts it (/drone/src, the steps' working directory), and a temp volume.
 func TestDroneDockerPipeline(t *testing.T) {
 	t.Parallel()
 	img := dockertest.Image(t)
@@ -137,6 +139,8 @@ func TestDroneDockerPipeline(t *testing.T) {
 	yaml := fmt.Sprintf(`kind: pipeline
 type: docker
 name: default
+clone:
+  disable: true
 volumes:
 - name: cache
   temp: {}
@@ -147,7 +151,15 @@ steps:
   volumes:
   - name: cache
     path: /cache
-  commands: [echo from a container > shared.txt, echo cached > /cache/c]
+  commands: [echo from a container > shared.txt, mkdir made-dir, echo cached > /cache/c]
+- name: look
+  image: %[1]s
+  pull: never
+  commands:
+  - pwd
+  - ls
+  - echo "workspace=$DRONE_WORKSPACE base=$DRONE_WORKSPACE_BASE path=$DRONE_WORKSPACE_PATH"
+  - ls /drone/src/shared.txt
 - name: read
   image: %[1]s
   pull: never
@@ -158,12 +170,38 @@ steps:
   failure: ignore
 `, img)
 	st := waitDrone(t, ds, droneBuild(t, ds, yaml, "docker"))
-	require.Equal(t, droneapi.Status("success"), st.Stage.Status)
+	require.Equal(t, droneapi.Status("success"), st.Stage.Status, st.Stage.Error)
 	steps := droneSteps(st)
 	require.Equal(t, droneapi.Status("success"), steps["write"].Step.Status)
+	require.Equal(t, droneapi.Status("success"), steps["look"].Step.Status, droneLog(t, steps["look"]))
+	look := droneLog(t, steps["look"])
+	require.Contains(t, look, "+ pwd\n/drone/src\n", "the steps run in the workspace, at /drone/src")
+	require.Regexp(t, `\+ ls\n(\S+\n)*made-dir\n(\S+\n)*shared.txt\n`, look, "a later step sees what an earlier one wrote")
+	require.Contains(t, look, "workspace=/drone/src base=/drone path=src\n")
 	require.Equal(t, droneapi.Status("failure"), steps["read"].Step.Status)
 	require.Equal(t, 4, steps["read"].Step.ExitCode)
 	require.Contains(t, droneLog(t, steps["read"]), "from a container\ncached\n")
+}
+
+// DRONE_RUNNER_MAX_PROCS bounds the steps of a stage that run at once: two branches that would
+// overlap (each holds a lock directory for a while, and fails if the other holds it) run one
+// after the other.
+func TestDroneMaxProcs(t *testing.T) {
+	t.Parallel()
+	ds := mockmanager.NewDroneTest(t, mockmanager.DroneOptions{})
+	startProc(t, droneRunnerEnv(ds.URL, ds.Secret(), "drone-max-procs", t.TempDir(), "exec", "DLITE_DOCKER=off",
+		"DRONE_RUNNER_MAX_PROCS=1"))
+	const branch = "mkdir ../lock, sleep 1, rmdir ../lock"
+	yaml := "kind: pipeline\ntype: exec\nname: default\nclone:\n  disable: true\nsteps:\n" +
+		"- name: left\n  commands: [" + branch + "]\n" +
+		"- name: right\n  commands: [" + branch + "]\n" +
+		"- name: after\n  depends_on: [left, right]\n  commands: [true]\n"
+	st := waitDrone(t, ds, droneBuild(t, ds, yaml, "exec"))
+	steps := droneSteps(st)
+	require.Equal(t, droneapi.Status("success"), st.Stage.Status, "left: %s\nright: %s", droneLog(t, steps["left"]), droneLog(t, steps["right"]))
+	left, right := steps["left"].Step, steps["right"].Step
+	require.True(t, left.Stopped <= right.Started || right.Stopped <= left.Started,
+		"one branch starts after the other stopped: left %d-%d, right %d-%d", left.Started, left.Stopped, right.Started, right.Stopped)
 }
 
 // A cancel on the server while a step runs: the watch hears it, the step's process is gone
@@ -173,7 +211,7 @@ func TestDroneCancelMidStep(t *testing.T) {
 	ds := mockmanager.NewDroneTest(t, mockmanager.DroneOptions{})
 	startProc(t, droneRunnerEnv(ds.URL, ds.Secret(), "drone-cancel", t.TempDir(), "exec", "DLITE_DOCKER=off"))
 	pidFile := filepath.Join(t.TempDir(), "pid")
-	id := droneBuild(t, ds, "kind: pipeline\ntype: exec\nname: default\nsteps:\n- name: long\n  commands: [echo $$ > "+pidFile+"; exec sleep 300]\n", "exec")
+	id := droneBuild(t, ds, "kind: pipeline\ntype: exec\nname: default\nclone: {disable: true}\nsteps:\n- name: long\n  commands: [echo $$ > "+pidFile+"; exec sleep 300]\n", "exec")
 	var pid int
 	require.Eventually(t, func() bool {
 		b, err := os.ReadFile(pidFile)
@@ -218,7 +256,7 @@ func TestDroneUpdatesSurviveSIGKILL(t *testing.T) {
 	spool := t.TempDir()
 	env := droneRunnerEnv(proxy.URL, ds.Secret(), "drone-restart", spool, "exec", "DLITE_DOCKER=off")
 	p := startProc(t, env)
-	id := droneBuild(t, ds, "kind: pipeline\ntype: exec\nname: default\nsteps:\n- name: hello\n  commands: [echo hello]\n", "exec")
+	id := droneBuild(t, ds, "kind: pipeline\ntype: exec\nname: default\nclone: {disable: true}\nsteps:\n- name: hello\n  commands: [echo hello]\n", "exec")
 	require.Eventually(t, func() bool { return refused.Load() > 0 }, waitFor, 20*time.Millisecond, "the final upload is tried")
 	b, err := ds.Build(id)
 	require.NoError(t, err)
@@ -243,7 +281,7 @@ func TestDroneTwoRunnersRaceForStages(t *testing.T) {
 	startProc(t, droneRunnerEnv(ds.URL, ds.Secret(), "drone-race-b", t.TempDir(), "exec", "DLITE_DOCKER=off"))
 	var ids []int64
 	for range 8 {
-		ids = append(ids, droneBuild(t, ds, "kind: pipeline\ntype: exec\nname: default\nsteps:\n- name: once\n  commands: [echo $DRONE_BUILD_NUMBER >> "+ran+"]\n", "exec"))
+		ids = append(ids, droneBuild(t, ds, "kind: pipeline\ntype: exec\nname: default\nclone: {disable: true}\nsteps:\n- name: once\n  commands: [echo $DRONE_BUILD_NUMBER >> "+ran+"]\n", "exec"))
 	}
 	machines := map[string]int{}
 	for _, id := range ids {
@@ -288,7 +326,7 @@ func TestDroneMalformedYAML(t *testing.T) {
 	bad := waitDrone(t, ds, droneBuild(t, ds, "kind: pipeline\ntype: exec\nname: default\nsteps: [\n", "exec"))
 	require.Equal(t, droneapi.Status("error"), bad.Stage.Status)
 	require.Contains(t, bad.Stage.Error, "invalid pipeline YAML")
-	good := waitDrone(t, ds, droneBuild(t, ds, "kind: pipeline\ntype: exec\nname: default\nsteps:\n- name: ok\n  commands: [true]\n", "exec"))
+	good := waitDrone(t, ds, droneBuild(t, ds, "kind: pipeline\ntype: exec\nname: default\nclone: {disable: true}\nsteps:\n- name: ok\n  commands: [true]\n", "exec"))
 	require.Equal(t, droneapi.Status("success"), good.Stage.Status)
 	require.True(t, p.running())
 }
@@ -305,7 +343,7 @@ func TestDroneCancelDockerStep(t *testing.T) {
 	_, err := ds.QueueBuild(mockmanager.NewBuild{Yaml: "kind: pipeline\nname: default\n",
 		Stages: []mockmanager.NewStage{{Name: "default", Type: "nobody-takes-it"}}})
 	require.NoError(t, err)
-	id := droneBuild(t, ds, fmt.Sprintf("kind: pipeline\ntype: docker\nname: default\nsteps:\n- name: long\n  image: %s\n  pull: never\n  commands: [echo started, sleep 300]\n", img), "docker")
+	id := droneBuild(t, ds, fmt.Sprintf("kind: pipeline\ntype: docker\nname: default\nclone: {disable: true}\nsteps:\n- name: long\n  image: %s\n  pull: never\n  commands: [echo started, sleep 300]\n", img), "docker")
 	b, err := ds.Build(id)
 	require.NoError(t, err)
 	stageID := fmt.Sprintf("drone-%d", b.Stages[0].Stage.Id)

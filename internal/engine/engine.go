@@ -21,8 +21,9 @@ import (
 // Options.KillGrace is not set.
 const DefaultKillGrace = 10 * time.Second
 
-// Where container steps see the stage's directories. A host step's working directory or file
-// under ContainerWorkspace (or ContainerShared) is mapped into the stage's own directory, so a
+// Where container steps see the stage's directories unless the stage says otherwise
+// (StageSpec.WorkspacePath). A host step's working directory or file under ContainerWorkspace, the
+// stage's own workspace path or ContainerShared is mapped into the stage's own directory, so a
 // stage written for containers runs on the host as well.
 const (
 	ContainerWorkspace = "/harness"
@@ -312,10 +313,15 @@ func (e *Engine) makeStageDirs(st *Stage) error {
 }
 
 // hostPath maps a path given for the stage (a working directory, a file) to the host: paths
-// under ContainerWorkspace and ContainerShared land in the stage's own directories.
+// under the stage's container workspace, ContainerWorkspace and ContainerShared land in the
+// stage's own directories.
 func hostPath(st *Stage, p string) string {
 	p = filepath.Clean(p)
-	for _, m := range []struct{ from, to string }{{ContainerWorkspace, st.Workspace}, {ContainerShared, st.Shared}} {
+	for _, m := range []struct{ from, to string }{
+		{st.Spec.ContainerWorkspacePath(), st.Workspace},
+		{ContainerWorkspace, st.Workspace},
+		{ContainerShared, st.Shared},
+	} {
 		if p == m.from {
 			return m.to
 		}

@@ -603,6 +603,11 @@ func TestInvalidInput(t *testing.T) {
 		"relative file":      {ID: "v", Files: []engine.File{{Path: "rel.txt"}}},
 		"unknown log kind":   {ID: "v", Logs: logstream.Config{Kind: "carrier-pigeon"}},
 		"bad env name":       {ID: "v", Env: map[string]string{"A=B": "x"}},
+		"relative workspace": {ID: "v", WorkspacePath: "drone/src"},
+		"unclean workspace":  {ID: "v", WorkspacePath: "/drone/../src"},
+		"root workspace":     {ID: "v", WorkspacePath: "/"},
+		"workspace in share": {ID: "v", WorkspacePath: "/tmp/engine/src"},
+		"share in workspace": {ID: "v", WorkspacePath: "/tmp"},
 	} {
 		_, err := en.eng.Setup(t.Context(), spec)
 		require.ErrorIs(t, err, engine.ErrInvalid, name)
@@ -662,8 +667,8 @@ func withDocker(d *fakeDocker) envOption {
 
 func (d *fakeDocker) Name() string { return "docker" }
 
-func (d *fakeDocker) Paths(*engine.Stage) engine.StepPaths {
-	return engine.StepPaths{Workspace: engine.ContainerWorkspace, Shared: engine.ContainerShared}
+func (d *fakeDocker) Paths(st *engine.Stage) engine.StepPaths {
+	return engine.StepPaths{Workspace: st.Spec.ContainerWorkspacePath(), Shared: engine.ContainerShared}
 }
 
 func (d *fakeDocker) SetupStage(_ context.Context, st *engine.Stage) error {
@@ -743,6 +748,37 @@ func TestContainerStepsGoToDocker(t *testing.T) {
 	require.NoError(t, en.eng.Cleanup(t.Context(), "dock"))
 	require.NoError(t, en.eng.Cleanup(t.Context(), "unknown-to-all"))
 	require.Equal(t, []string{"dock", "unknown-to-all"}, d.destroyed, "every backend sweeps, known stage or not")
+}
+
+// A stage that chooses where its container steps see the workspace: they run there, and a
+// working directory or a file under it lands in the workspace's host directory.
+func TestAStageChoosesItsContainerWorkspace(t *testing.T) {
+	t.Parallel()
+	d := &fakeDocker{}
+	en := newEnv(t, withDocker(d))
+	st := en.setup(engine.StageSpec{ID: "ws", WorkspacePath: "/drone/src", Files: []engine.File{{Path: "/drone/src/.keep", Data: "x"}}})
+	require.Equal(t, "/drone/src", st.Spec.ContainerWorkspacePath())
+	require.FileExists(t, filepath.Join(st.Workspace, ".keep"), "a file under the stage's workspace path lands in the workspace")
+
+	for _, step := range []engine.StepSpec{
+		{ID: "c1", Image: "x", Commands: []string{"pwd"}, Entrypoint: []string{"sh", "-c"}},
+		{ID: "c2", Image: "x", Commands: []string{"pwd"}, Entrypoint: []string{"sh", "-c"}, WorkingDir: "sub"},
+	} {
+		res := en.run("ws", step)
+		require.Equal(t, engine.StepSuccess, res.Status, res.Error)
+	}
+	require.Len(t, d.runs, 2)
+	require.Equal(t, "/drone/src", d.runs[0].WorkingDir)
+	require.Equal(t, "/drone/src/sub", d.runs[1].WorkingDir)
+	require.DirExists(t, filepath.Join(st.Workspace, "sub"))
+
+	other := en.setup(engine.StageSpec{ID: "default-ws"})
+	require.Equal(t, engine.ContainerWorkspace, other.Spec.ContainerWorkspacePath(), "a stage that says nothing keeps /harness")
+	res := en.run("default-ws", engine.StepSpec{ID: "c", Image: "x"})
+	require.Equal(t, engine.StepSuccess, res.Status, res.Error)
+	require.Equal(t, "/harness", d.runs[2].WorkingDir)
+	require.NoError(t, en.eng.Cleanup(t.Context(), "ws"))
+	require.NoError(t, en.eng.Cleanup(t.Context(), "default-ws"))
 }
 
 func TestStageRecordIsJSON(t *testing.T) {

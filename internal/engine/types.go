@@ -36,6 +36,11 @@ type StageSpec struct {
 	ID string `json:"id"`
 	// Network is the stage's container network; an empty ID lets the engine name it.
 	Network Network `json:"network"`
+	// WorkspacePath is where container steps see the stage's workspace, and run unless they say
+	// otherwise: a clean absolute path, ContainerWorkspace when empty. Front-ends whose steps
+	// expect their sources elsewhere (Drone's /drone/src) set it; host steps always run in the
+	// workspace's own directory.
+	WorkspacePath string `json:"workspacePath,omitempty"`
 	// Volumes are the stage's volumes, mounted into steps by name.
 	Volumes []Volume `json:"volumes,omitempty"`
 	// Files are created at setup and deleted at cleanup.
@@ -54,6 +59,15 @@ type StageSpec struct {
 	Services []StepSpec `json:"services,omitempty"`
 	// Data is front-end data the engine carries untouched (for example a test-intelligence config).
 	Data map[string]json.RawMessage `json:"data,omitempty"`
+}
+
+// ContainerWorkspacePath is where the stage's container steps see its workspace: WorkspacePath, or
+// ContainerWorkspace when the spec sets none.
+func (s *StageSpec) ContainerWorkspacePath() string {
+	if s.WorkspacePath != "" {
+		return s.WorkspacePath
+	}
+	return ContainerWorkspace
 }
 
 // Network is a stage's container network.

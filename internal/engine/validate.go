@@ -2,9 +2,11 @@ package engine
 
 import (
 	"fmt"
-	"github.com/dlite-dev/dlite/internal/procgroup"
+	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/dlite-dev/dlite/internal/procgroup"
 )
 
 // maxStepID bounds a step id; ids name containers and files.
@@ -23,6 +25,9 @@ func (e *Engine) validateStage(spec *StageSpec) error {
 		return invalidf("the stage id contains a NUL byte")
 	}
 	if err := validateEnv("stage env", spec.Env); err != nil {
+		return err
+	}
+	if err := validateWorkspacePath(spec.WorkspacePath); err != nil {
 		return err
 	}
 	names := map[string]bool{}
@@ -60,6 +65,28 @@ func (e *Engine) validateStage(spec *StageSpec) error {
 		}
 	}
 	return nil
+}
+
+// validateWorkspacePath checks where a stage asks its container steps to see the workspace: a
+// clean absolute path that is not the root and neither holds nor lies in ContainerShared, which
+// is mounted beside it.
+func validateWorkspacePath(p string) error {
+	switch {
+	case p == "":
+		return nil
+	case strings.ContainsRune(p, 0) || !path.IsAbs(p) || path.Clean(p) != p:
+		return invalidf("workspace path %q is not a clean absolute path", p)
+	case p == "/":
+		return invalidf("the root directory cannot be the workspace path")
+	case nested(p, ContainerShared):
+		return invalidf("workspace path %q overlaps %s, where steps find the stage's shared files", p, ContainerShared)
+	}
+	return nil
+}
+
+// nested reports whether one of two clean absolute paths is the other or lies in it.
+func nested(a, b string) bool {
+	return a == b || strings.HasPrefix(a, b+"/") || strings.HasPrefix(b, a+"/")
 }
 
 // validateStep checks a step against its stage.

@@ -34,6 +34,9 @@ type Options struct {
 	Logs *Logs
 	// MaxParallel bounds the steps of a stage that run at once. Default 8.
 	MaxParallel int
+	// CloneImage is the image the clone step of a docker pipeline runs in, pulled when the
+	// daemon does not have it. Default DefaultCloneImage.
+	CloneImage string
 	// CleanupTimeout bounds the engine's cleanup of a stage. Default 2m.
 	CleanupTimeout time.Duration
 	// Now is the clock; default time.Now.
@@ -58,6 +61,9 @@ func New(opts Options) (*Handler, error) {
 	}
 	if opts.MaxParallel <= 0 {
 		opts.MaxParallel = 8
+	}
+	if opts.CloneImage == "" {
+		opts.CloneImage = DefaultCloneImage
 	}
 	if opts.CleanupTimeout <= 0 {
 		opts.CleanupTimeout = 2 * time.Minute
@@ -129,7 +135,7 @@ func (h *Handler) Run(ctx context.Context, t drone.StageTask) drone.StageReport 
 		defer cancel()
 	}
 	plan := pipeline.NewPlan(p, pipeline.Facts{Repo: t.Details.Repository, Build: t.Details.Build, Stage: stage,
-		System: t.Details.System, Secrets: t.Details.Secrets})
+		System: t.Details.System, Secrets: t.Details.Secrets, Netrc: t.Details.Netrc, CloneImage: h.opts.CloneImage})
 	r := &stageRun{h: h, plan: plan, stage: stage, sched: pipeline.NewScheduler(plan), logger: logger,
 		engineID: fmt.Sprintf("%s%d", engineStagePrefix, stage.Id), trusted: t.Details.Repository.Trusted}
 	return r.run(ctx)
@@ -146,6 +152,8 @@ type stageRun struct {
 	engineID string
 	// trusted is the repository's trust, which host volumes need.
 	trusted bool
+	// shared is the host directory of the stage's shared files, once it is set up.
+	shared string
 }
 
 // stepDone is how one step's run ended.
@@ -169,10 +177,17 @@ func (r *stageRun) run(ctx context.Context) drone.StageReport {
 		return r.final(err)
 	}
 	spec := engine.StageSpec{ID: r.engineID, Secrets: r.plan.Secrets, Logs: logstreamConfig(), Volumes: volumes}
-	if _, err := r.h.opts.Engine.Setup(ctx, spec); err != nil {
+	if r.plan.Pipeline.Type == pipeline.TypeDocker {
+		// Docker steps find their sources where Drone puts them: /drone/src, or the pipeline's
+		// workspace path.
+		spec.WorkspacePath = r.plan.Workspace
+	}
+	st, err := r.h.opts.Engine.Setup(ctx, spec)
+	if err != nil {
 		r.cleanup(ctx)
 		return r.final(fmt.Errorf("the stage could not be set up: %w", err))
 	}
+	r.shared = st.Shared
 	defer r.cleanup(ctx)
 	r.schedule(ctx)
 	return r.final(nil)
@@ -250,6 +265,10 @@ func (r *stageRun) finish(ctx context.Context, sd stepDone) {
 
 // execute runs one step on the engine and maps how it ended.
 func (r *stageRun) execute(ctx context.Context, st pipeline.Start) pipeline.Result {
+	if st.Step.Clone != nil && r.plan.Pipeline.Type == pipeline.TypeExec && !hostHasGit(st.Env) {
+		return pipeline.Result{Error: "git is not installed on the runner's host, and the clone step needs it: " +
+			"install git, or turn the clone off with clone: {disable: true}"}
+	}
 	spec := r.stepSpec(st)
 	res, err := r.h.opts.Engine.Execute(ctx, r.engineID, spec)
 	if err != nil {

@@ -31,7 +31,8 @@ type rig struct {
 	handler *tasksdrone.Handler
 }
 
-func newRig(t *testing.T) *rig {
+// newRig makes a rig; each option may change the handler's options, its engine among them.
+func newRig(t *testing.T, options ...func(*tasksdrone.Options)) *rig {
 	t.Helper()
 	ds := mockmanager.NewDroneTest(t, mockmanager.DroneOptions{PollTimeout: 200 * time.Millisecond})
 	client, err := drone.New(drone.Options{Endpoint: ds.URL, Secret: ds.Secret()})
@@ -51,7 +52,11 @@ func newRig(t *testing.T) *rig {
 	eng, err := engine.New(engine.Options{Store: store, Host: host.New(host.Options{RunnerID: runnerID}), RunnerID: runnerID,
 		StateDir: filepath.Join(dir, "state"), Logs: logstream.Registry{tasksdrone.LogKind: logs}})
 	require.NoError(t, err)
-	h, err := tasksdrone.New(tasksdrone.Options{Engine: eng, Logs: logs})
+	opts := tasksdrone.Options{Engine: eng, Logs: logs}
+	for _, o := range options {
+		o(&opts)
+	}
+	h, err := tasksdrone.New(opts)
 	require.NoError(t, err)
 	return &rig{ds: ds, backend: b, handler: h}
 }
@@ -59,8 +64,14 @@ func newRig(t *testing.T) *rig {
 // take queues a build of yaml and acquires its stage.
 func (r *rig) take(t *testing.T, yaml string, secrets ...mockmanager.NewSecret) (drone.StageTask, string) {
 	t.Helper()
-	_, err := r.ds.QueueBuild(mockmanager.NewBuild{Yaml: yaml, Secrets: secrets,
-		Stages: []mockmanager.NewStage{{Name: "default", Type: "exec"}}})
+	return r.takeBuild(t, mockmanager.NewBuild{Yaml: yaml, Secrets: secrets})
+}
+
+// takeBuild queues nb, with one exec stage named default, and acquires that stage.
+func (r *rig) takeBuild(t *testing.T, nb mockmanager.NewBuild) (drone.StageTask, string) {
+	t.Helper()
+	nb.Stages = []mockmanager.NewStage{{Name: "default", Type: "exec"}}
+	_, err := r.ds.QueueBuild(nb)
 	require.NoError(t, err)
 	ev, err := r.backend.Offer(t.Context(), "runner-1")
 	require.NoError(t, err)
@@ -125,6 +136,8 @@ func TestExecPipelineRunsInDependencyOrder(t *testing.T) {
 	const yaml = `kind: pipeline
 type: exec
 name: default
+clone:
+  disable: true
 steps:
 - name: first
   commands: [echo first >> order, echo token is $TOKEN]
@@ -187,7 +200,7 @@ func TestUnknownTypeAndMissingSecretSayWhy(t *testing.T) {
 	require.Equal(t, drone.Status("error"), st.Stage.Status)
 	require.Contains(t, st.Stage.Error, `type "ssh" is not supported`)
 
-	task, id = r.take(t, "kind: pipeline\ntype: exec\nname: default\nsteps:\n- name: a\n  commands: [true]\n  environment:\n    X:\n      from_secret: nope\n")
+	task, id = r.take(t, "kind: pipeline\ntype: exec\nname: default\nclone: {disable: true}\nsteps:\n- name: a\n  commands: [true]\n  environment:\n    X:\n      from_secret: nope\n")
 	st = r.deliver(t, id, r.run(t.Context(), t, id, task))
 	require.Equal(t, drone.Status("error"), st.Stage.Status)
 	a := steps(st)["a"]
@@ -199,7 +212,7 @@ func TestCancelStopsTheRunningStep(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
 	pidFile := filepath.Join(t.TempDir(), "pid")
-	task, id := r.take(t, "kind: pipeline\ntype: exec\nname: default\nsteps:\n- name: long\n  commands: [echo $$ > "+pidFile+"; exec sleep 60]\n- name: after\n  commands: [echo never]\n")
+	task, id := r.take(t, "kind: pipeline\ntype: exec\nname: default\nclone: {disable: true}\nsteps:\n- name: long\n  commands: [echo $$ > "+pidFile+"; exec sleep 60]\n- name: after\n  commands: [echo never]\n")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan drone.StageReport, 1)
@@ -233,7 +246,7 @@ func TestDetachedStepRunsBesideTheOthersAndEndsWithTheStage(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
 	pidFile := filepath.Join(t.TempDir(), "pid")
-	task, id := r.take(t, "kind: pipeline\ntype: exec\nname: default\nsteps:\n- name: service\n  detach: true\n  commands: [echo $$ > "+pidFile+"; exec sleep 60]\n- name: client\n  depends_on: [service]\n  commands: [sleep 0.2, cat "+pidFile+"]\n")
+	task, id := r.take(t, "kind: pipeline\ntype: exec\nname: default\nclone: {disable: true}\nsteps:\n- name: service\n  detach: true\n  commands: [echo $$ > "+pidFile+"; exec sleep 60]\n- name: client\n  depends_on: [service]\n  commands: [sleep 0.2, cat "+pidFile+"]\n")
 	rep := r.run(t.Context(), t, id, task)
 	st := r.deliver(t, id, rep)
 	require.Equal(t, drone.Status("success"), st.Stage.Status)

@@ -7,7 +7,6 @@ import (
 
 	"github.com/dlite-dev/dlite/internal/drone/pipeline"
 	"github.com/dlite-dev/dlite/internal/engine"
-	"github.com/dlite-dev/dlite/internal/engine/docker"
 	"github.com/dlite-dev/dlite/internal/engine/logstream"
 )
 
@@ -53,6 +52,9 @@ func (r *stageRun) stepSpec(st pipeline.Start) engine.StepSpec {
 		Detach: ps.Detach,
 	}
 	spec.LogKey = logKey(r.stage.Id, ps.Number)
+	if ps.Clone != nil {
+		return r.cloneStepSpec(spec, ps.Clone)
+	}
 	script := []string(nil)
 	if len(ps.Step.Commands) > 0 {
 		script = []string{shellScript(ps.Step.Commands)}
@@ -63,8 +65,6 @@ func (r *stageRun) stepSpec(st pipeline.Start) engine.StepSpec {
 		for _, m := range ps.Step.Volumes {
 			spec.Volumes = append(spec.Volumes, engine.VolumeMount{Name: m.Name, Path: m.Path})
 		}
-		// The engine mounts the stage's workspace, shared by every step, here.
-		env["DRONE_WORKSPACE"], env["DRONE_WORKSPACE_BASE"] = docker.WorkspacePath, docker.WorkspacePath
 		if script != nil {
 			spec.Entrypoint, spec.Commands = []string{"/bin/sh", "-c"}, script
 		} else {

@@ -5,6 +5,11 @@
 // (gen/drone) and writes the steps and failures a runner reports in them (WireSteps, Report,
 // FailStage), but it makes no calls and does not know how steps run.
 //
+// Unless the pipeline says `clone: {disable: true}`, the plan starts with the clone step
+// (CloneStep), which every other step runs after; its CloneSpec says what to fetch (the
+// repository's git_http_url, the build's ref and commit, clone.depth) and its environment holds
+// the stage's netrc as DRONE_NETRC_*, the password masked like any secret.
+//
 // Supported: kind pipeline of type exec or docker; platform, workspace, clone, environment
 // (literals and from_secret), volumes; steps with name, image, pull, commands, entrypoint,
 // command, environment, settings (as PLUGIN_* variables), when (branch, event, ref, status,
@@ -27,5 +32,5 @@
 // DRONE_WORKSPACE_PATH, and for docker pipelines DRONE_WORKSPACE and DRONE_WORKSPACE_BASE (an
 // exec runner adds DRONE_WORKSPACE once it has made the stage's directory); then the pipeline's
 // environment, the step's environment, and the step's settings. Clone credentials
-// (DRONE_NETRC_*) are left to the clone step of the engine that runs the stage.
+// (DRONE_NETRC_*) go to the clone step only.
 package pipeline

@@ -8,7 +8,7 @@ import (
 
 // baseEnv is the environment every step of the stage starts from: the DRONE_* variables and the
 // build's parameters.
-func baseEnv(p *Pipeline, f Facts, workspace string) map[string]string {
+func baseEnv(p *Pipeline, f Facts, ws workspace) map[string]string {
 	b, r, st, sys := f.Build, f.Repo, f.Stage, f.System
 	env := map[string]string{
 		"CI":    "true",
@@ -75,11 +75,11 @@ func baseEnv(p *Pipeline, f Facts, workspace string) map[string]string {
 		"DRONE_SYSTEM_HOSTNAME": sys.Host,
 		"DRONE_SYSTEM_VERSION":  sys.Version,
 
-		"DRONE_WORKSPACE_PATH": p.Workspace.Path,
+		"DRONE_WORKSPACE_PATH": ws.path,
 	}
 	if p.Type == TypeDocker {
-		env["DRONE_WORKSPACE"] = workspace
-		env["DRONE_WORKSPACE_BASE"] = DockerWorkspaceBase
+		env["DRONE_WORKSPACE"] = ws.full
+		env["DRONE_WORKSPACE_BASE"] = ws.base
 	}
 	if tag, ok := strings.CutPrefix(b.Ref, "refs/tags/"); ok {
 		env["DRONE_TAG"] = tag

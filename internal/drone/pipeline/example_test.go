@@ -6,7 +6,8 @@ import (
 	"github.com/dlite-dev/dlite/internal/drone/pipeline"
 )
 
-// A stage's YAML is parsed, planned with the run's facts, and driven step by step.
+// A stage's YAML is parsed, planned with the run's facts (the clone step first, every other
+// step after it), and driven step by step.
 func Example() {
 	yaml := `kind: pipeline
 type: exec
@@ -58,9 +59,10 @@ steps:
 	fmt.Println(s.Outcome())
 	// Output:
 	// not sent: [deploy]
-	// start test as step 1
-	// start lint as step 2
-	// start package as step 3
+	// start clone as step 1
+	// start test as step 2
+	// start lint as step 3
+	// start package as step 4
 	// skip notify
 	// success 0
 }

@@ -76,7 +76,9 @@ type Workspace struct {
 	Path string `yaml:"path"`
 }
 
-// Clone configures the clone step.
+// Clone configures the clone step (CloneStep): Disable leaves it out, Depth limits how many
+// commits it fetches (0: all), SkipVerify lets it fetch from a server whose certificate does not
+// verify.
 type Clone struct {
 	Disable    bool `yaml:"disable"`
 	Depth      int  `yaml:"depth"`
@@ -364,7 +366,8 @@ func ParseStage(data []byte, stage string) (*Pipeline, error) {
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // Check reports the first reason the pipeline cannot run, as an error matching ErrInvalid: a
-// type other than exec or docker, a step without a name or with a name used twice, a docker step
+// type other than exec or docker, a workspace path that climbs out with .. or is the root, a
+// negative clone depth, a step named clone while the clone step is on, a step without a name or with a name used twice, a docker step
 // without an image, an unknown failure mode or pull policy, an environment name that is not one,
 // a malformed glob in a condition, a status other than success or failure, a depends_on naming
 // no step, or a depends_on cycle.
@@ -381,6 +384,12 @@ func (p *Pipeline) Check() error {
 	if err := checkEnv(p.Environment); err != nil {
 		return bad("environment: %v", err)
 	}
+	if ws := p.Workspace.Path; slices.Contains(strings.Split(ws, "/"), "..") || (path.IsAbs(ws) && path.Clean(ws) == "/") {
+		return bad("workspace.path %q must name a directory below the workspace base, or an absolute one other than the root", ws)
+	}
+	if p.Clone.Depth < 0 {
+		return bad("clone.depth is %d; it is 0 for the whole history, or the number of commits to fetch", p.Clone.Depth)
+	}
 	steps := map[string]*Step{}
 	for i, s := range p.Steps {
 		if s == nil {
@@ -392,6 +401,9 @@ func (p *Pipeline) Check() error {
 		if steps[s.Name] != nil {
 			return bad("two steps are named %q", s.Name)
 		}
+		if s.Name == CloneStep && !p.Clone.Disable {
+			return bad("a step is named %q, the name of the clone step the runner adds; rename it, or disable the clone with clone: {disable: true}", s.Name)
+		}
 		steps[s.Name] = s
 		if err := s.check(p.Type); err != nil {
 			return bad("step %q: %v", s.Name, err)
@@ -399,7 +411,7 @@ func (p *Pipeline) Check() error {
 	}
 	for _, s := range p.Steps {
 		for _, d := range s.DependsOn {
-			if steps[d] == nil {
+			if steps[d] == nil && (d != CloneStep || p.Clone.Disable) {
 				return bad("step %q depends on %q, which is not a step of the pipeline", s.Name, d)
 			}
 		}

@@ -142,6 +142,8 @@ func TestParseRefusesWhatCannotRun(t *testing.T) {
 		{"cycle", head + "steps:\n- name: a\n  depends_on: [c]\n- name: b\n  depends_on: [a]\n- name: c\n  depends_on: [b]\n", pipeline.ErrInvalid, "a -> c -> b -> a"},
 		{"self cycle", head + "steps:\n- name: a\n  depends_on: [a]\n", pipeline.ErrInvalid, "a -> a"},
 		{"volume without path", head + "steps:\n- name: a\n  volumes:\n  - name: v\n", pipeline.ErrInvalid, "volume mount"},
+		{"workspace climbing out", head + "workspace:\n  path: ../etc\nsteps:\n- name: a\n", pipeline.ErrInvalid, `workspace.path "../etc"`},
+		{"workspace at the root", head + "workspace:\n  path: /\nsteps:\n- name: a\n", pipeline.ErrInvalid, `workspace.path "/"`},
 		{"two pipelines with one name", head + "steps:\n- name: a\n---\n" + head + "steps:\n- name: a\n", pipeline.ErrInvalid, `two pipelines are named "p"`},
 	}
 	for _, tt := range tests {

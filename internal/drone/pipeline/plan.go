@@ -21,13 +21,18 @@ const (
 	DefaultWorkspacePath = "src"
 )
 
-// Facts are what the stage's details say about the run: the wire's own objects.
+// Facts are what the stage's details say about the run (the wire's own objects), and the one
+// runner setting a plan names.
 type Facts struct {
 	Repo    gen.Repo
 	Build   gen.Build
 	Stage   gen.Stage
 	System  gen.System
 	Secrets []gen.Secret
+	// Netrc are the credentials the clone step fetches the repository with.
+	Netrc gen.Netrc
+	// CloneImage is the image the clone step of a docker pipeline runs in.
+	CloneImage string
 }
 
 // Plan is what a stage will run: the steps that may run, numbered as they are reported, and the
@@ -35,15 +40,18 @@ type Facts struct {
 type Plan struct {
 	// Pipeline is the planned pipeline.
 	Pipeline *Pipeline
-	// Steps are the steps that may run, in file order, numbered from 1.
+	// Steps are the steps that may run, numbered from 1: the clone step unless the pipeline
+	// disables it, then the pipeline's steps in file order.
 	Steps []*PlannedStep
 	// Excluded are the steps whose conditions other than status rule them out; a runner does
 	// not report them.
 	Excluded []string
-	// Workspace is the workspace's absolute path for docker pipelines; for exec pipelines it is
-	// the path relative to the directory the runner makes for the stage.
+	// Workspace is the workspace's absolute path for docker pipelines, where their steps see it
+	// (/drone/src unless the pipeline says otherwise); for exec pipelines it is the path relative
+	// to the directory the runner makes for the stage.
 	Workspace string
-	// Secrets are the values of every secret the plan reads, longest first, to mask in logs.
+	// Secrets are the values of every secret the plan reads, the clone credentials' password
+	// among them, longest first, to mask in logs.
 	Secrets []string
 }
 
@@ -51,13 +59,14 @@ type Plan struct {
 type PlannedStep struct {
 	// Number is the step's 1-based number on the wire.
 	Number int
-	// Step is the parsed step.
+	// Step is the parsed step; for the clone step, a step with its name only.
 	Step *Step
 	// Name and Image are the step's.
 	Name  string
 	Image string
 	// DependsOn are the planned steps this one waits for: its depends_on, without the excluded
-	// steps; or, in a pipeline where no step has depends_on, the step before it.
+	// steps; or, in a pipeline where no step has depends_on, the step before it; and the clone
+	// step when that leaves none.
 	DependsOn []string
 	// Env is the step's environment: the DRONE_* variables, the build's parameters, the
 	// pipeline's environment, the step's environment and its settings as PLUGIN_* variables,
@@ -74,27 +83,77 @@ type PlannedStep struct {
 	// Error says why the step cannot run (a secret it reads is missing); the step then ends with
 	// status error without running.
 	Error string
+	// Clone, set on the clone step only, is what it fetches. Its Env holds the credentials
+	// (DRONE_NETRC_*) and the build's facts; the runner decides how it runs.
+	Clone *CloneSpec
 }
 
 var pluginKey = regexp.MustCompile(`[^A-Za-z0-9]+`)
 
 // NewPlan plans pipeline p for the run the facts describe. It does not fail: what cannot run is
 // said in the steps' Error.
+//
+// Unless the pipeline disables it, the plan starts with the clone step (CloneStep, number 1),
+// which fetches the build's commit into the workspace; every other step runs after it: the steps
+// that depend on nothing else depend on it, and the others on them.
 func NewPlan(p *Pipeline, f Facts) *Plan {
 	plan := &Plan{Pipeline: p}
-	ws := p.Workspace.Path
-	if ws == "" {
-		ws = DefaultWorkspacePath
-	}
-	if p.Type == TypeDocker && !path.IsAbs(ws) {
-		ws = path.Join(DockerWorkspaceBase, ws)
-	}
-	plan.Workspace = ws
+	ws := workspaceOf(p)
+	plan.Workspace = ws.full
 	secrets := map[string]string{}
 	for _, s := range f.Secrets {
 		secrets[s.Name] = s.Data
 	}
 	used := map[string]bool{}
+	// resolve sets name in env to v, reading secrets; a secret that is missing is a problem.
+	resolve := func(env map[string]string, problems *[]string, where, name string, v Value) {
+		if v.FromSecret == "" {
+			env[name] = v.Literal
+			return
+		}
+		data, ok := secrets[v.FromSecret]
+		if !ok {
+			*problems = append(*problems, fmt.Sprintf("secret %q is not available (read by %s %s)", v.FromSecret, where, name))
+			return
+		}
+		used[v.FromSecret] = true
+		env[name] = data
+	}
+	base := baseEnv(p, f, ws)
+	// stepEnv is the environment of the step named name: the base, the step's name and number,
+	// and the pipeline's environment.
+	stepEnv := func(name string, number int, problems *[]string) map[string]string {
+		env := maps.Clone(base)
+		env["DRONE_STEP_NAME"] = name
+		env["DRONE_STEP_NUMBER"] = fmt.Sprint(number)
+		for _, k := range slices.Sorted(maps.Keys(p.Environment)) {
+			resolve(env, problems, "the pipeline environment", k, p.Environment[k])
+		}
+		return env
+	}
+
+	clone := !p.Clone.Disable
+	if clone {
+		ps := &PlannedStep{
+			Number: 1,
+			Step:   &Step{Name: CloneStep},
+			Name:   CloneStep,
+			RunOn:  Condition{Include: []string{"success"}},
+			Clone:  newCloneSpec(p, f),
+		}
+		if p.Type == TypeDocker {
+			ps.Image = f.CloneImage
+		}
+		var problems []string
+		ps.Env = stepEnv(CloneStep, ps.Number, &problems)
+		cloneEnv(ps.Env, p, f.Netrc)
+		if f.Netrc.Machine != "" && f.Netrc.Password != "" {
+			// The step hands the password to git; nothing it prints may show it.
+			plan.Secrets = append(plan.Secrets, f.Netrc.Password)
+		}
+		ps.Error = strings.Join(problems, "; ")
+		plan.Steps = append(plan.Steps, ps)
+	}
 
 	serial := !slices.ContainsFunc(p.Steps, func(s *Step) bool { return len(s.DependsOn) > 0 })
 	excluded := map[string]bool{}
@@ -104,7 +163,6 @@ func NewPlan(p *Pipeline, f Facts) *Plan {
 			plan.Excluded = append(plan.Excluded, s.Name)
 		}
 	}
-	base := baseEnv(p, f, plan.Workspace)
 	prev := ""
 	for _, s := range p.Steps {
 		if excluded[s.Name] {
@@ -132,36 +190,21 @@ func NewPlan(p *Pipeline, f Facts) *Plan {
 				}
 			}
 		}
+		if clone && len(ps.DependsOn) == 0 {
+			ps.DependsOn = []string{CloneStep}
+		}
 		prev = s.Name
 
-		env := maps.Clone(base)
-		env["DRONE_STEP_NAME"] = s.Name
-		env["DRONE_STEP_NUMBER"] = fmt.Sprint(ps.Number)
 		var problems []string
-		resolve := func(where, name string, v Value) {
-			if v.FromSecret == "" {
-				env[name] = v.Literal
-				return
-			}
-			data, ok := secrets[v.FromSecret]
-			if !ok {
-				problems = append(problems, fmt.Sprintf("secret %q is not available (read by %s %s)", v.FromSecret, where, name))
-				return
-			}
-			used[v.FromSecret] = true
-			env[name] = data
-		}
-		for _, k := range slices.Sorted(maps.Keys(p.Environment)) {
-			resolve("the pipeline environment", k, p.Environment[k])
-		}
+		env := stepEnv(s.Name, ps.Number, &problems)
 		for _, k := range slices.Sorted(maps.Keys(s.Environment)) {
-			resolve("environment", k, s.Environment[k])
+			resolve(env, &problems, "environment", k, s.Environment[k])
 		}
 		for _, k := range slices.Sorted(maps.Keys(s.Settings)) {
 			name := "PLUGIN_" + strings.Trim(strings.ToUpper(pluginKey.ReplaceAllString(k, "_")), "_")
 			param := s.Settings[k]
 			if param.FromSecret != "" {
-				resolve("setting", name, Value{FromSecret: param.FromSecret})
+				resolve(env, &problems, "setting", name, Value{FromSecret: param.FromSecret})
 				continue
 			}
 			v, err := encodeSetting(param.Value)
@@ -190,6 +233,28 @@ func NewPlan(p *Pipeline, f Facts) *Plan {
 	})
 	plan.Secrets = slices.Compact(plan.Secrets)
 	return plan
+}
+
+// workspace is where a pipeline's sources are: base and path joined make full. For docker
+// pipelines a relative workspace path (src by default) lies under DockerWorkspaceBase, and an
+// absolute one is its own base; exec pipelines have only the relative path, under the directory
+// the runner makes for the stage.
+type workspace struct {
+	base, path, full string
+}
+
+func workspaceOf(p *Pipeline) workspace {
+	rel := p.Workspace.Path
+	if rel == "" {
+		rel = DefaultWorkspacePath
+	}
+	if p.Type != TypeDocker {
+		return workspace{path: p.Workspace.Path, full: rel}
+	}
+	if path.IsAbs(rel) {
+		return workspace{base: path.Clean(rel), full: path.Clean(rel)}
+	}
+	return workspace{base: DockerWorkspaceBase, path: rel, full: path.Join(DockerWorkspaceBase, rel)}
 }
 
 // encodeSetting turns a setting into the text of its PLUGIN_ variable the way Drone plugins read

@@ -67,22 +67,35 @@ func TestPlanDockerWorkspaceAndRefs(t *testing.T) {
 	t.Parallel()
 	f := facts()
 	f.Build.Ref, f.Build.Event = "refs/tags/v1.2.3", "tag"
-	plan := pipeline.NewPlan(mustParse(t, "kind: pipeline\nsteps:\n- name: a\n  image: alpine\n", "default"), f)
+	plan := pipeline.NewPlan(mustParse(t, "kind: pipeline\nclone: {disable: true}\nsteps:\n- name: a\n  image: alpine\n", "default"), f)
 	env := plan.Steps[0].Env
 	require.Equal(t, "/drone/src", plan.Workspace)
 	require.Equal(t, "/drone/src", env["DRONE_WORKSPACE"])
+	require.Equal(t, "/drone", env["DRONE_WORKSPACE_BASE"])
+	require.Equal(t, "src", env["DRONE_WORKSPACE_PATH"])
 	require.Equal(t, "v1.2.3", env["DRONE_TAG"])
 
+	plan = pipeline.NewPlan(mustParse(t, "kind: pipeline\nworkspace:\n  path: go/src/app\nsteps:\n- name: a\n  image: alpine\n", "default"), f)
+	env = plan.Steps[0].Env
+	require.Equal(t, "/drone/go/src/app", plan.Workspace, "a relative workspace path lies under /drone")
+	require.Equal(t, "/drone/go/src/app", env["DRONE_WORKSPACE"])
+	require.Equal(t, "/drone", env["DRONE_WORKSPACE_BASE"])
+	require.Equal(t, "go/src/app", env["DRONE_WORKSPACE_PATH"])
+
 	f.Build.Ref, f.Build.Event, f.Build.Title = "refs/pull/17/head", "pull_request", "Add it"
-	env = pipeline.NewPlan(mustParse(t, "kind: pipeline\nworkspace:\n  path: /work\nsteps:\n- name: a\n  image: alpine\n", "default"), f).Steps[0].Env
-	require.Equal(t, "/work", env["DRONE_WORKSPACE"], "an absolute workspace path is kept")
+	plan = pipeline.NewPlan(mustParse(t, "kind: pipeline\nworkspace:\n  path: /work\nsteps:\n- name: a\n  image: alpine\n", "default"), f)
+	env = plan.Steps[0].Env
+	require.Equal(t, "/work", plan.Workspace, "an absolute workspace path is kept")
+	require.Equal(t, "/work", env["DRONE_WORKSPACE"])
+	require.Equal(t, "/work", env["DRONE_WORKSPACE_BASE"], "an absolute workspace path is its own base")
+	require.Empty(t, env["DRONE_WORKSPACE_PATH"])
 	require.Equal(t, "17", env["DRONE_PULL_REQUEST"])
 	require.Equal(t, "Add it", env["DRONE_PULL_REQUEST_TITLE"])
 }
 
 func TestPlanReportsMissingSecrets(t *testing.T) {
 	t.Parallel()
-	yaml := "kind: pipeline\ntype: exec\nsteps:\n- name: a\n  environment:\n    X:\n      from_secret: nope\n- name: b\n  commands: [true]\n"
+	yaml := "kind: pipeline\ntype: exec\nclone: {disable: true}\nsteps:\n- name: a\n  environment:\n    X:\n      from_secret: nope\n- name: b\n  commands: [true]\n"
 	plan := pipeline.NewPlan(mustParse(t, yaml, "default"), facts())
 	require.Equal(t, `secret "nope" is not available (read by environment X)`, plan.Steps[0].Error)
 	require.Empty(t, plan.Steps[1].Error)
@@ -93,6 +106,7 @@ func TestPlanSettings(t *testing.T) {
 	t.Parallel()
 	yaml := `kind: pipeline
 type: exec
+clone: {disable: true}
 steps:
 - name: a
   settings:
@@ -128,6 +142,7 @@ func TestPlanExcludesStepsThatCanNeverRun(t *testing.T) {
 	t.Parallel()
 	yaml := `kind: pipeline
 type: exec
+clone: {disable: true}
 steps:
 - name: always
   commands: [true]
@@ -175,7 +190,7 @@ steps:
 
 func TestPlanRunsStepsInOrderWithoutDependsOn(t *testing.T) {
 	t.Parallel()
-	yaml := "kind: pipeline\ntype: exec\nsteps:\n- name: a\n- name: b\n  when: {branch: dev}\n- name: c\n"
+	yaml := "kind: pipeline\ntype: exec\nclone: {disable: true}\nsteps:\n- name: a\n- name: b\n  when: {branch: dev}\n- name: c\n"
 	plan := pipeline.NewPlan(mustParse(t, yaml, "default"), facts())
 	require.Empty(t, plan.Steps[0].DependsOn)
 	require.Equal(t, []string{"a"}, plan.Steps[1].DependsOn, "c follows a; b is not sent")

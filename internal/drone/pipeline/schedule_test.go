@@ -147,7 +147,7 @@ func TestScheduler(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			plan := pipeline.NewPlan(mustParse(t, "kind: pipeline\ntype: exec\n"+tt.yaml, "default"), facts())
+			plan := pipeline.NewPlan(mustParse(t, "kind: pipeline\ntype: exec\nclone: {disable: true}\n"+tt.yaml, "default"), facts())
 			s := pipeline.NewScheduler(plan)
 			require.Equal(t, tt.waves, run(t, s, tt.results))
 			require.Equal(t, tt.statuses, statuses(s, plan))
@@ -160,7 +160,7 @@ func TestScheduler(t *testing.T) {
 
 func TestSchedulerStepsThatCannotRun(t *testing.T) {
 	t.Parallel()
-	yaml := "kind: pipeline\ntype: exec\nsteps:\n- name: a\n  environment:\n    X: {from_secret: nope}\n- name: b\n  when: {status: [success, failure]}\n"
+	yaml := "kind: pipeline\ntype: exec\nclone: {disable: true}\nsteps:\n- name: a\n  environment:\n    X: {from_secret: nope}\n- name: b\n  when: {status: [success, failure]}\n"
 	plan := pipeline.NewPlan(mustParse(t, yaml, "default"), facts())
 	s := pipeline.NewScheduler(plan)
 	d := s.Next()
@@ -178,7 +178,7 @@ func TestSchedulerStepsThatCannotRun(t *testing.T) {
 
 func TestSchedulerCancel(t *testing.T) {
 	t.Parallel()
-	yaml := "kind: pipeline\ntype: exec\nsteps:\n- name: a\n- name: b\n- name: c\n  depends_on: [a]\n- name: d\n  depends_on: [c]\n"
+	yaml := "kind: pipeline\ntype: exec\nclone: {disable: true}\nsteps:\n- name: a\n- name: b\n- name: c\n  depends_on: [a]\n- name: d\n  depends_on: [c]\n"
 	plan := pipeline.NewPlan(mustParse(t, yaml, "default"), facts())
 	s := pipeline.NewScheduler(plan)
 	d := s.Next()
@@ -204,7 +204,7 @@ func TestSchedulerCancel(t *testing.T) {
 
 func TestSchedulerRefusesImpossibleResults(t *testing.T) {
 	t.Parallel()
-	plan := pipeline.NewPlan(mustParse(t, "kind: pipeline\ntype: exec\nsteps:\n- name: a\n- name: b\n", "default"), facts())
+	plan := pipeline.NewPlan(mustParse(t, "kind: pipeline\ntype: exec\nclone: {disable: true}\nsteps:\n- name: a\n- name: b\n", "default"), facts())
 	s := pipeline.NewScheduler(plan)
 	require.ErrorContains(t, s.Finish(9, pipeline.Result{}), "no such step")
 	require.ErrorContains(t, s.Finish(2, pipeline.Result{}), "not running")
@@ -215,7 +215,7 @@ func TestSchedulerRefusesImpossibleResults(t *testing.T) {
 
 func TestSchedulerDetachedStepsAreStoppedAtTheEnd(t *testing.T) {
 	t.Parallel()
-	plan := pipeline.NewPlan(mustParse(t, "kind: pipeline\ntype: exec\nsteps:\n- name: svc\n  detach: true\n- name: t\n", "default"), facts())
+	plan := pipeline.NewPlan(mustParse(t, "kind: pipeline\ntype: exec\nclone: {disable: true}\nsteps:\n- name: svc\n  detach: true\n- name: t\n", "default"), facts())
 	s := pipeline.NewScheduler(plan)
 	run(t, s, nil)
 	running := s.Running()

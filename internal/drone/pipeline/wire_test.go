@@ -16,26 +16,33 @@ import (
 func TestWireStepsAndReport(t *testing.T) {
 	t.Parallel()
 	yaml := "kind: pipeline\nsteps:\n- name: a\n  image: alpine\n  failure: ignore\n- name: b\n  image: alpine\n  depends_on: [a]\n  detach: true\n- name: c\n  image: alpine\n  depends_on: [a]\n- name: d\n  image: alpine\n  depends_on: [c]\n  environment: {X: {from_secret: missing}}\n"
-	plan := pipeline.NewPlan(mustParse(t, yaml, "default"), facts())
+	f := facts()
+	f.CloneImage = "drone/git:latest"
+	plan := pipeline.NewPlan(mustParse(t, yaml, "default"), f)
 	steps := plan.WireSteps(7)
 	require.Equal(t, []gen.Step{
-		{Number: 1, Name: "a", StepId: 7, Status: gen.StatusPending, Errignore: true, Image: "alpine"},
-		{Number: 2, Name: "b", StepId: 7, Status: gen.StatusPending, Image: "alpine", Detached: true, DependsOn: []string{"a"}},
-		{Number: 3, Name: "c", StepId: 7, Status: gen.StatusPending, Image: "alpine", DependsOn: []string{"a"}},
-		{Number: 4, Name: "d", StepId: 7, Status: gen.StatusPending, Image: "alpine", DependsOn: []string{"c"}},
+		{Number: 1, Name: "clone", StepId: 7, Status: gen.StatusPending, Image: "drone/git:latest"},
+		{Number: 2, Name: "a", StepId: 7, Status: gen.StatusPending, Errignore: true, Image: "alpine", DependsOn: []string{"clone"}},
+		{Number: 3, Name: "b", StepId: 7, Status: gen.StatusPending, Image: "alpine", Detached: true, DependsOn: []string{"a"}},
+		{Number: 4, Name: "c", StepId: 7, Status: gen.StatusPending, Image: "alpine", DependsOn: []string{"a"}},
+		{Number: 5, Name: "d", StepId: 7, Status: gen.StatusPending, Image: "alpine", DependsOn: []string{"c"}},
 	}, steps)
 
 	s := pipeline.NewScheduler(plan)
 	d := s.Next()
+	require.Equal(t, "clone", d.Start[0].Step.Name)
+	require.NoError(t, s.Finish(1, pipeline.Result{}))
+	d = s.Next()
 	require.NoError(t, s.Finish(d.Start[0].Step.Number, pipeline.Result{ExitCode: 3}))
 	s.Next()
-	require.NoError(t, s.Finish(3, pipeline.Result{ExitCode: 78}))
+	require.NoError(t, s.Finish(4, pipeline.Result{ExitCode: 78}))
 	s.Report(steps)
-	require.Equal(t, gen.StatusFailure, steps[0].Status)
-	require.Equal(t, 3, steps[0].ExitCode)
-	require.Equal(t, gen.StatusRunning, steps[1].Status, "the detached step is still running")
-	require.Equal(t, gen.StatusSuccess, steps[2].Status)
-	require.Equal(t, gen.StatusSkipped, steps[3].Status, "exit 78 skipped it before its secret mattered")
+	require.Equal(t, gen.StatusSuccess, steps[0].Status)
+	require.Equal(t, gen.StatusFailure, steps[1].Status)
+	require.Equal(t, 3, steps[1].ExitCode)
+	require.Equal(t, gen.StatusRunning, steps[2].Status, "the detached step is still running")
+	require.Equal(t, gen.StatusSuccess, steps[3].Status)
+	require.Equal(t, gen.StatusSkipped, steps[4].Status, "exit 78 skipped it before its secret mattered")
 }
 
 func TestFailStage(t *testing.T) {

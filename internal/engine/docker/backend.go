@@ -18,8 +18,9 @@ import (
 
 // Where container steps see the stage's directories, and where the Docker socket is mounted.
 const (
-	// WorkspacePath is the mount point of the stage workspace in every container step.
-	WorkspacePath = "/harness"
+	// WorkspacePath is the mount point of the stage workspace in every container step of a stage
+	// that does not choose its own (engine.StageSpec.WorkspacePath).
+	WorkspacePath = engine.ContainerWorkspace
 	// SharedPath is the mount point of the stage's shared directory (output, export and artifact
 	// files) in every container step.
 	SharedPath = "/tmp/engine"
@@ -102,10 +103,11 @@ func (b *Backend) Close() error {
 // Name is "docker"; step records carry it.
 func (b *Backend) Name() string { return "docker" }
 
-// Paths says where container steps see the stage workspace and shared directory: WorkspacePath and
-// SharedPath, whatever their host directories are.
-func (b *Backend) Paths(*engine.Stage) engine.StepPaths {
-	return engine.StepPaths{Workspace: WorkspacePath, Shared: SharedPath}
+// Paths says where container steps see the stage workspace and shared directory, whatever their
+// host directories are: the stage's workspace path (WorkspacePath unless the stage chose one) and
+// SharedPath.
+func (b *Backend) Paths(st *engine.Stage) engine.StepPaths {
+	return engine.StepPaths{Workspace: st.Spec.ContainerWorkspacePath(), Shared: SharedPath}
 }
 
 // NetworkName is the name of a stage's network: the one already recorded, else the spec's network

@@ -535,4 +535,22 @@ func TestPaths(t *testing.T) {
 	b := newBackend(t, docker.Options{})
 	require.Equal(t, "docker", b.Name())
 	require.Equal(t, engine.StepPaths{Workspace: "/harness", Shared: "/tmp/engine"}, b.Paths(&engine.Stage{Workspace: "/var/lib/x"}))
+	require.Equal(t, engine.StepPaths{Workspace: "/drone/src", Shared: "/tmp/engine"},
+		b.Paths(&engine.Stage{Workspace: "/var/lib/x", Spec: engine.StageSpec{WorkspacePath: "/drone/src"}}))
+}
+
+// A stage that chooses its container workspace path gets its workspace mounted there, and its
+// steps start there.
+func TestStageWorkspacePath(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t, docker.Options{})
+	st := newStage(t, b)
+	st.Spec.WorkspacePath = "/drone/src"
+	exit, out := run(t, b, st, shell(t, "where", "pwd; echo made here > made.txt; ls /harness 2>&1 || true"), nil)
+	require.Equal(t, 0, exit.Code, out)
+	require.True(t, strings.HasPrefix(out, "/drone/src\n"), out)
+	require.NotContains(t, out, "made.txt", "the workspace is not at the default path as well")
+	data, err := os.ReadFile(filepath.Join(st.Workspace, "made.txt"))
+	require.NoError(t, err)
+	require.Equal(t, "made here\n", string(data))
 }

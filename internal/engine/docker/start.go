@@ -153,9 +153,10 @@ func (b *Backend) containerConfig(r engine.Run) (*container.Config, *container.H
 	if st.Workspace == "" || st.Shared == "" {
 		return nil, nil, nil, fmt.Errorf("docker: start step %s: stage %s has no workspace or shared directory: %w", step.ID, st.Spec.ID, engine.ErrInvalid)
 	}
+	paths := b.Paths(st)
 	mounts := []mount.Mount{
-		{Type: mount.TypeBind, Source: st.Workspace, Target: WorkspacePath},
-		{Type: mount.TypeBind, Source: st.Shared, Target: SharedPath},
+		{Type: mount.TypeBind, Source: st.Workspace, Target: paths.Workspace},
+		{Type: mount.TypeBind, Source: st.Shared, Target: paths.Shared},
 	}
 	if socket {
 		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: b.socket, Target: SocketPath})
@@ -179,7 +180,7 @@ func (b *Backend) containerConfig(r engine.Run) (*container.Config, *container.H
 
 	workDir := r.WorkingDir
 	if workDir == "" {
-		workDir = WorkspacePath
+		workDir = paths.Workspace
 	}
 	cfg := &container.Config{
 		Image:        step.Image,
