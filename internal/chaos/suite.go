@@ -452,6 +452,7 @@ func (r *run) restartEmpty(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+	before := r.registered()
 	r.proxy.Down()
 	fmt.Fprintf(r.cfg.Progress, "chaos: manager down for %s; it comes back having forgotten every runner\n", r.cfg.RestartDown)
 	t := time.NewTimer(r.cfg.RestartDown)
@@ -466,6 +467,16 @@ func (r *run) restartEmpty(ctx context.Context) error {
 	r.mu.Unlock()
 	if err := r.proxy.Up(); err != nil {
 		return fmt.Errorf("restart the manager: %w", err)
+	}
+	// The scenario is over once every runner has registered again (the forgotten delegates stay
+	// listed, so each new registration adds one): when the tasks were all done before the restart,
+	// the run would otherwise end before the runners' next heartbeat could find they were gone.
+	for r.registered() < before+r.cfg.Runners {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	return nil
 }
