@@ -39,8 +39,12 @@ func TestMain(m *testing.M) {
 		_ = os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	defer os.RemoveAll(dir)
-	goleak.VerifyTestMain(m)
+	// VerifyTestMain ends the process, so the binary's directory goes in its cleanup: a deferred
+	// removal would never run.
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		_ = os.RemoveAll(dir)
+		os.Exit(code)
+	}))
 }
 
 // waitFor bounds every wait; it only keeps a broken binary from hanging the test run.
