@@ -187,7 +187,7 @@ func NewDrone(opts DroneOptions) (*DroneServer, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	h, err := s.newHandler()
+	h, err := s.newHandler(droneRPC{s})
 	if err != nil {
 		return nil, err
 	}

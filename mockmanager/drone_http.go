@@ -28,10 +28,10 @@ const (
 	maxDroneBody = 32 << 20
 )
 
-// newHandler builds the echo instance serving the runner RPC and the admin API. Runner RPC
-// requests are counted and have their secret checked before routing, as on the real server; then
-// every request and response is validated against its contract.
-func (s *DroneServer) newHandler() (*echo.Echo, error) {
+// newHandler builds the echo instance serving the runner RPC (answered by api) and the admin API.
+// Runner RPC requests are counted and have their secret checked before routing, as on the real
+// server; then every request and response is validated against its contract.
+func (s *DroneServer) newHandler(api droneapi.StrictServerInterface) (*echo.Echo, error) {
 	rpcSpec, err := droneapi.GetSpec()
 	if err != nil {
 		return nil, fmt.Errorf("load Drone RPC contract: %w", err)
@@ -64,7 +64,7 @@ func (s *DroneServer) newHandler() (*echo.Echo, error) {
 	for _, op := range rpc.operations() {
 		rpcMW[op] = []echo.MiddlewareFunc{s.validateRPC(rpc)}
 	}
-	droneapi.RegisterHandlersWithOptions(e, droneapi.NewStrictHandler(droneRPC{s}, nil),
+	droneapi.RegisterHandlersWithOptions(e, droneapi.NewStrictHandler(api, nil),
 		droneapi.RegisterHandlersOptions{OperationMiddlewares: rpcMW})
 
 	adminMW := map[string][]echo.MiddlewareFunc{}
