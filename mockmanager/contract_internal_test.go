@@ -3,7 +3,6 @@ package mockmanager
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -30,7 +29,8 @@ func TestInvalidResponseBecomes500(t *testing.T) {
 	t.Parallel()
 	spec, err := adminapi.GetSpec()
 	require.NoError(t, err)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	book := newLogBook()
+	log := slog.New(book)
 	c, err := newContract("admin", spec, nil, log)
 	require.NoError(t, err)
 	s := &Server{log: log}
@@ -49,6 +49,22 @@ func TestInvalidResponseBecomes500(t *testing.T) {
 	require.Contains(t, rec.Body.String(), "violates the admin contract")
 	require.Contains(t, rec.Body.String(), "errorRate")
 	require.NotContains(t, strings.ToLower(rec.Body.String()), `"errorrate":7`)
+
+	require.Equal(t, http.Header{"Content-Type": {"application/json"}}, rec.Header())
+	var body apiError
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+	require.Equal(t, "invalid_response", body.Code)
+	const prefix = "the mock manager produced a 200 response that violates the admin contract: "
+	require.True(t, strings.HasPrefix(body.Message, prefix), body.Message)
+	requireViolationLogged(t, book, "admin", "GetFaults", strings.TrimPrefix(body.Message, prefix))
+}
+
+// requireViolationLogged asserts that the one contract record of book is the error that a 200
+// answer of operation violates the contract of api.
+func requireViolationLogged(t *testing.T, book *logBook, api, operation, reason string) {
+	t.Helper()
+	require.Equal(t, []logged{{level: slog.LevelError, msg: "response violates the contract", keys: []string{"api", "operation", "status", "error"},
+		attrs: map[string]string{"api": api, "operation": operation, "status": "200", "error": reason}}}, book.contract())
 }
 
 // brokenLogs answers UploadLink without the link the log service contract requires.
@@ -64,7 +80,8 @@ func TestInvalidLogServiceResponseBecomes500(t *testing.T) {
 	t.Parallel()
 	spec, err := logapi.GetSpec()
 	require.NoError(t, err)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	book := newLogBook()
+	log := slog.New(book)
 	c, err := newContract("log service", spec, func(context.Context, *openapi3filter.AuthenticationInput) error { return nil }, log)
 	require.NoError(t, err)
 	c.prefix, c.describe, c.refusal = LogServicePath, describeLogRequestError, logRefusal
@@ -85,4 +102,10 @@ func TestInvalidLogServiceResponseBecomes500(t *testing.T) {
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
 	require.Contains(t, body["error_msg"], "violates the log service contract")
 	require.Contains(t, body["error_msg"], "link")
+
+	require.Equal(t, http.Header{"Content-Type": {"application/json"}}, rec.Header())
+	require.Len(t, body, 1, "the log service's error body has error_msg only")
+	const prefix = "the mock manager produced a 200 response that violates the log service contract: "
+	require.True(t, strings.HasPrefix(body["error_msg"], prefix), body["error_msg"])
+	requireViolationLogged(t, book, "log service", "UploadLink", strings.TrimPrefix(body["error_msg"], prefix))
 }
