@@ -27,11 +27,25 @@ type contract struct {
 	prefix string
 	// describe turns a request validation failure into a status and a message.
 	describe func(error) (int, string)
-	// refusal is the contract's error body for a status and a message.
+	// refusal is the contract's error body for a status and a message, which refuse and replace
+	// answer with unless the API answers otherwise.
 	refusal func(status int, msg string) any
 	// streaming are the operations whose responses are written as they are produced (server-sent
 	// events): their requests are validated, their responses cannot be held back and are not.
 	streaming map[string]bool
+
+	// What differs from one API to the next in how the mock answers: the real servers fail bad
+	// requests each their own way, and their clients depend on it.
+
+	// refuse logs and answers a request of operation that does not fit the contract, given the
+	// status and message describe made of the failure.
+	refuse func(ec echo.Context, operation string, status int, msg string) error
+	// replace logs and answers, in place of the handler's response of the given status, a
+	// response that violates the contract in the way err says.
+	replace func(ec echo.Context, operation string, status int, err error) error
+	// finish, when set, rewrites the headers of a response that fits the contract before it is
+	// written; status is the response's.
+	finish func(h http.Header, status int)
 }
 
 func newContract(name string, spec *openapi3.T, auth openapi3filter.AuthenticationFunc, log *slog.Logger) (*contract, error) {
@@ -41,7 +55,7 @@ func newContract(name string, spec *openapi3.T, auth openapi3filter.Authenticati
 	if err != nil {
 		return nil, fmt.Errorf("route %s contract: %w", name, err)
 	}
-	return &contract{
+	c := &contract{
 		name:   name,
 		spec:   spec,
 		router: router,
@@ -57,7 +71,28 @@ func newContract(name string, spec *openapi3.T, auth openapi3filter.Authenticati
 		refusal: func(status int, msg string) any {
 			return apiError{Code: codeFor(status), Message: msg}
 		},
-	}, nil
+	}
+	c.refuse, c.replace = c.refuseWithErrorBody, c.replaceWithErrorBody
+	return c, nil
+}
+
+// refuseWithErrorBody answers a refused request with the contract's error body.
+func (c *contract) refuseWithErrorBody(ec echo.Context, operation string, status int, msg string) error {
+	c.log.Info("request refused", "api", c.name, "operation", operation, "status", status, "reason", msg)
+	return ec.JSON(status, c.refusal(status, msg))
+}
+
+// replaceWithErrorBody answers a 500 with the contract's error body (coded invalid_response when
+// the body has a code) in place of a response that violates the contract.
+func (c *contract) replaceWithErrorBody(ec echo.Context, operation string, status int, err error) error {
+	c.log.Error("response violates the contract", "api", c.name, "operation", operation, "status", status, "error", err)
+	msg := fmt.Sprintf("the mock manager produced a %d response that violates the %s contract: %v", status, c.name, err)
+	body := c.refusal(http.StatusInternalServerError, msg)
+	if e, ok := body.(apiError); ok {
+		e.Code = "invalid_response"
+		body = e
+	}
+	return ec.JSON(http.StatusInternalServerError, body)
 }
 
 // operations returns the operation ids of the contract.
@@ -71,10 +106,11 @@ func (c *contract) operations() []string {
 	return ids
 }
 
-// middleware validates the request, answering 400 (naming what is wrong) or 401 without calling
-// the handler when it does not fit; then it holds the handler's response back until that too is
-// validated. A response that does not fit the contract is replaced by a 500 and logged: the mock
-// must never teach a client something the real manager would not send.
+// middleware validates the request, answering it with refuse (by default a 400 naming what is
+// wrong, or a 401) without calling the handler when it does not fit; then it holds the handler's
+// response back until that too is validated. A response that does not fit the contract is
+// replaced (by default by a 500) and logged: the mock must never teach a client something the
+// real server would not send. A response that fits leaves as it is, but for what finish rewrites.
 func (c *contract) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(ec echo.Context) error {
 		req := c.routed(ec.Request())
@@ -82,17 +118,16 @@ func (c *contract) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			return fmt.Errorf("%s contract has no route for %s %s: %w", c.name, req.Method, req.URL.Path, err)
 		}
+		operation := route.Operation.OperationID
 		in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route, Options: c.opts}
 		validErr := openapi3filter.ValidateRequest(req.Context(), in)
 		// Validation may have replaced the body (to read it again, or to keep the validated value).
 		ec.Request().Body = req.Body
 		refuse := func() error {
 			status, msg := c.describe(validErr)
-			c.log.Info("request refused", "api", c.name, "operation", route.Operation.OperationID,
-				"status", status, "reason", msg)
-			return ec.JSON(status, c.refusal(status, msg))
+			return c.refuse(ec, operation, status, msg)
 		}
-		if c.streaming[route.Operation.OperationID] {
+		if c.streaming[operation] {
 			if validErr != nil {
 				return refuse()
 			}
@@ -120,18 +155,13 @@ func (c *contract) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 			Options:                c.opts,
 		}
 		if err := openapi3filter.ValidateResponse(req.Context(), resIn.SetBodyBytes(rec.body.Bytes())); err != nil {
-			c.log.Error("response violates the contract", "api", c.name, "operation", route.Operation.OperationID,
-				"status", rec.statusCode(), "error", err)
-			msg := fmt.Sprintf("the mock manager produced a %d response that violates the %s contract: %v", rec.statusCode(), c.name, err)
-			body := c.refusal(http.StatusInternalServerError, msg)
-			if e, ok := body.(apiError); ok {
-				e.Code = "invalid_response"
-				body = e
-			}
-			return ec.JSON(http.StatusInternalServerError, body)
+			return c.replace(ec, operation, rec.statusCode(), err)
 		}
 		for k, v := range rec.header {
 			res.Header()[k] = v
+		}
+		if c.finish != nil {
+			c.finish(res.Header(), rec.statusCode())
 		}
 		res.WriteHeader(rec.statusCode())
 		_, err = res.Write(rec.body.Bytes())

@@ -42,6 +42,7 @@ func (s *DroneServer) newHandler(api droneapi.StrictServerInterface) (*echo.Echo
 	if err != nil {
 		return nil, err
 	}
+	rpc.refuse, rpc.replace, rpc.finish = s.refuseRPC, s.replaceRPC, droneHeaders
 	adminSpec, err := droneadmin.GetSpec()
 	if err != nil {
 		return nil, fmt.Errorf("load Drone admin contract: %w", err)
@@ -62,7 +63,7 @@ func (s *DroneServer) newHandler(api droneapi.StrictServerInterface) (*echo.Echo
 
 	rpcMW := map[string][]echo.MiddlewareFunc{}
 	for _, op := range rpc.operations() {
-		rpcMW[op] = []echo.MiddlewareFunc{s.validateRPC(rpc)}
+		rpcMW[op] = []echo.MiddlewareFunc{rpc.middleware}
 	}
 	droneapi.RegisterHandlersWithOptions(e, droneapi.NewStrictHandler(api, nil),
 		droneapi.RegisterHandlersOptions{OperationMiddlewares: rpcMW})
@@ -120,63 +121,30 @@ func (s *DroneServer) gate(rpc *contract) echo.MiddlewareFunc {
 	}
 }
 
-// validateRPC validates a runner RPC request and the mock's answer. A request that does not fit
-// fails as on the real server: 500 with the reason as text (400 with a JSON error for a card). An
-// answer that does not fit is a bug of the mock: it is logged and replaced by a 500 that says so.
-// JSON answers leave without a Content-Type, as the real server's do.
-func (s *DroneServer) validateRPC(c *contract) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(ec echo.Context) error {
-			req := ec.Request()
-			route, params, err := c.router.FindRoute(req)
-			if err != nil {
-				return fmt.Errorf("drone contract has no route for %s %s: %w", req.Method, req.URL.Path, err)
-			}
-			in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route, Options: c.opts}
-			res := ec.Response()
-			out := res.Writer
-			rec := &recorder{header: http.Header{}}
-			res.Writer = rec
-			if err := openapi3filter.ValidateRequest(req.Context(), in); err != nil {
-				_, msg := describeRequestError(err)
-				s.log.Info("Drone RPC request refused", "operation", route.Operation.OperationID, "reason", msg)
-				if route.Operation.OperationID == "UploadCard" {
-					err = ec.JSON(http.StatusBadRequest, droneapi.Error{Message: msg})
-				} else {
-					err = ec.String(http.StatusInternalServerError, msg)
-				}
-				if err != nil {
-					ec.Error(err)
-				}
-			} else if err := next(ec); err != nil {
-				ec.Error(err)
-			}
-			res.Writer = out
-			res.Committed, res.Status, res.Size = false, 0, 0
-
-			resIn := &openapi3filter.ResponseValidationInput{
-				RequestValidationInput: in,
-				Status:                 rec.statusCode(),
-				Header:                 rec.header,
-				Options:                c.opts,
-			}
-			if err := openapi3filter.ValidateResponse(req.Context(), resIn.SetBodyBytes(rec.body.Bytes())); err != nil {
-				s.log.Error("Drone RPC response violates the contract", "operation", route.Operation.OperationID,
-					"status", rec.statusCode(), "error", err)
-				return ec.String(http.StatusInternalServerError, fmt.Sprintf("%s %d: %v", invalidResponsePrefix, rec.statusCode(), err))
-			}
-			for k, v := range rec.header {
-				res.Header()[k] = v
-			}
-			if strings.HasPrefix(rec.header.Get("Content-Type"), "application/json") && rec.statusCode() < 300 {
-				res.Header().Del("Content-Type")
-			}
-			noCache(res.Header())
-			res.WriteHeader(rec.statusCode())
-			_, err = res.Write(rec.body.Bytes())
-			return err
-		}
+// refuseRPC answers a runner RPC request that does not fit the contract the way the real server
+// fails it: 500 with the reason as text, but 400 with a JSON error for a card.
+func (s *DroneServer) refuseRPC(ec echo.Context, operation string, _ int, msg string) error {
+	s.log.Info("Drone RPC request refused", "operation", operation, "reason", msg)
+	if operation == "UploadCard" {
+		return ec.JSON(http.StatusBadRequest, droneapi.Error{Message: msg})
 	}
+	return ec.String(http.StatusInternalServerError, msg)
+}
+
+// replaceRPC answers in place of a runner RPC answer that does not fit the contract, a bug of the
+// mock: it is logged and replaced by a plain-text 500 that says so.
+func (s *DroneServer) replaceRPC(ec echo.Context, operation string, status int, err error) error {
+	s.log.Error("Drone RPC response violates the contract", "operation", operation, "status", status, "error", err)
+	return ec.String(http.StatusInternalServerError, fmt.Sprintf("%s %d: %v", invalidResponsePrefix, status, err))
+}
+
+// droneHeaders gives a runner RPC answer the real server's headers: JSON answers below 300 leave
+// without a Content-Type, and every answer carries the no-cache headers.
+func droneHeaders(h http.Header, status int) {
+	if strings.HasPrefix(h.Get("Content-Type"), "application/json") && status < 300 {
+		h.Del("Content-Type")
+	}
+	noCache(h)
 }
 
 // invalidResponsePrefix starts the text of a 500 the mock sends instead of an answer that
