@@ -1,7 +1,6 @@
 package mockmanager
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +12,8 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/labstack/echo/v4"
+
+	"github.com/dlite-dev/dlite/internal/httprec"
 )
 
 // contract validates the requests and responses of one API against its OpenAPI document.
@@ -136,7 +137,7 @@ func (c *contract) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 
 		res := ec.Response()
 		out := res.Writer
-		rec := &recorder{header: http.Header{}}
+		rec := httprec.New()
 		res.Writer = rec
 		if validErr != nil {
 			if err := refuse(); err != nil {
@@ -150,21 +151,21 @@ func (c *contract) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 
 		resIn := &openapi3filter.ResponseValidationInput{
 			RequestValidationInput: in,
-			Status:                 rec.statusCode(),
-			Header:                 rec.header,
+			Status:                 rec.Status(),
+			Header:                 rec.Header(),
 			Options:                c.opts,
 		}
-		if err := openapi3filter.ValidateResponse(req.Context(), resIn.SetBodyBytes(rec.body.Bytes())); err != nil {
-			return c.replace(ec, operation, rec.statusCode(), err)
+		if err := openapi3filter.ValidateResponse(req.Context(), resIn.SetBodyBytes(rec.Body())); err != nil {
+			return c.replace(ec, operation, rec.Status(), err)
 		}
-		for k, v := range rec.header {
+		for k, v := range rec.Header() {
 			res.Header()[k] = v
 		}
 		if c.finish != nil {
-			c.finish(res.Header(), rec.statusCode())
+			c.finish(res.Header(), rec.Status())
 		}
-		res.WriteHeader(rec.statusCode())
-		_, err = res.Write(rec.body.Bytes())
+		res.WriteHeader(rec.Status())
+		_, err = res.Write(rec.Body())
 		return err
 	}
 }
@@ -230,33 +231,4 @@ func reason(reqErr *openapi3filter.RequestError) string {
 	default:
 		return reqErr.Reason + ": " + reqErr.Err.Error()
 	}
-}
-
-// recorder holds a response back until it has been validated.
-type recorder struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (r *recorder) Header() http.Header { return r.header }
-
-func (r *recorder) WriteHeader(status int) {
-	if r.status == 0 {
-		r.status = status
-	}
-}
-
-func (r *recorder) Write(p []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	return r.body.Write(p)
-}
-
-func (r *recorder) statusCode() int {
-	if r.status == 0 {
-		return http.StatusOK
-	}
-	return r.status
 }

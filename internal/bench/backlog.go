@@ -1,12 +1,12 @@
 package bench
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"strconv"
 	"sync"
 
+	"github.com/dlite-dev/dlite/internal/httprec"
 	"github.com/dlite-dev/dlite/mockmanager"
 )
 
@@ -69,45 +69,22 @@ func (b *backlog) answer() []byte {
 	return append(out, "]}"...)
 }
 
-// recorder keeps a response that is to be replaced or passed on.
-type recorder struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (r *recorder) Header() http.Header { return r.header }
-
-func (r *recorder) WriteHeader(status int) {
-	if r.status == 0 {
-		r.status = status
-	}
-}
-
-func (r *recorder) Write(p []byte) (int, error) {
-	r.WriteHeader(http.StatusOK)
-	return r.body.Write(p)
-}
-
 // serveBacklogPoll passes a task-events call to the mock manager and, when it answers 200,
 // answers with the whole queue instead.
 func (c *counting) serveBacklogPoll(w http.ResponseWriter, r *http.Request) int {
-	rec := &recorder{header: http.Header{}}
+	rec := httprec.New()
 	c.next.ServeHTTP(rec, r)
-	if rec.status == 0 {
-		rec.status = http.StatusOK
-	}
-	body := rec.body.Bytes()
-	if rec.status == http.StatusOK {
+	status, body := rec.Status(), rec.Body()
+	if status == http.StatusOK {
 		body = c.backlog.answer()
-		rec.header.Set("Content-Length", strconv.Itoa(len(body)))
+		rec.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	}
-	for k, v := range rec.header {
+	for k, v := range rec.Header() {
 		w.Header()[k] = v
 	}
-	w.WriteHeader(rec.status)
+	w.WriteHeader(status)
 	_, _ = w.Write(body)
-	return rec.status
+	return status
 }
 
 // prefill queues n SLEEP_TASKs of the given length in the mock manager and returns their ids.

@@ -21,6 +21,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/dlite-dev/dlite/errs"
+	"github.com/dlite-dev/dlite/internal/httprec"
 	"github.com/dlite-dev/dlite/internal/manager"
 	"github.com/dlite-dev/dlite/tasks"
 )
@@ -329,9 +330,9 @@ func (d *Dispatcher) serve(ctx context.Context, task *manager.Task, logger *slog
 	if err != nil {
 		return failed(err, nil), false
 	}
-	rec := newRecorder()
+	rec := httprec.New()
 	serve.ServeHTTP(rec, req)
-	return rec.outcome(task.Type, serve == d.echo), true
+	return answered(rec, task.Type, serve == d.echo), true
 }
 
 // Dispatch runs the task like Run, in a goroutine of its own, and returns its outcome as soon as

@@ -7,31 +7,9 @@ import (
 	"net/http"
 
 	"github.com/dlite-dev/dlite/errs"
+	"github.com/dlite-dev/dlite/internal/httprec"
 	"github.com/dlite-dev/dlite/internal/manager"
 )
-
-// recorder is the http.ResponseWriter a handler writes its answer to.
-type recorder struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func newRecorder() *recorder { return &recorder{header: make(http.Header)} }
-
-func (r *recorder) Header() http.Header { return r.header }
-
-func (r *recorder) WriteHeader(status int) {
-	if r.status == 0 {
-		r.status = status
-	}
-}
-
-func (r *recorder) Write(p []byte) (int, error) {
-	// A handler that writes without WriteHeader answered 200, as net/http would have it.
-	r.WriteHeader(http.StatusOK)
-	return r.body.Write(p)
-}
 
 // failureBody is the shape of every non-2xx answer of a task operation.
 type failureBody struct {
@@ -39,23 +17,19 @@ type failureBody struct {
 	Data    json.RawMessage `json:"data"`
 }
 
-// outcome maps the recorded answer to an Outcome. A 2xx is success with the body as output. For
-// spec handlers, anything else carries {message, data}; for legacy handlers the whole body is the
-// error text.
-func (r *recorder) outcome(taskType string, spec bool) Outcome {
-	status := r.status
-	if status == 0 {
-		// Nothing written at all: a handler that returns normally answered 200.
-		status = http.StatusOK
-	}
-	body := bytes.TrimSpace(r.body.Bytes())
+// answered maps a handler's recorded answer to an Outcome. A 2xx is success with the body as
+// output (a handler that returns normally without writing answered 200). For spec handlers,
+// anything else carries {message, data}; for legacy handlers the whole body is the error text.
+func answered(r *httprec.Recorder, taskType string, spec bool) Outcome {
+	status := r.Status()
+	body := bytes.TrimSpace(r.Body())
 	if status >= 200 && status < 300 {
 		return Outcome{Code: manager.CodeOK, Data: asJSON(body)}
 	}
 	if spec {
 		var fb failureBody
 		if json.Unmarshal(body, &fb) == nil && fb.Message != "" {
-			if r.header.Get(errorCodeHeader) == string(errs.CodeInvalidTaskData) {
+			if r.Header().Get(errorCodeHeader) == string(errs.CodeInvalidTaskData) {
 				return failed(errs.Newf(errs.CodeInvalidTaskData, "", "invalid %s data: %s", taskType, fb.Message), nil)
 			}
 			return failed(errs.New(errs.CodeHandlerFailed, "", fb.Message), nullToNil(fb.Data))
