@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/dlite-dev/dlite/internal/syncbuf"
 	"github.com/dlite-dev/dlite/mockmanager"
 )
 
@@ -53,26 +54,8 @@ func removeBinary() {
 // proc is a dlite binary running `dlite run`.
 type proc struct {
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *syncbuf.Buffer
 	exited chan struct{}
-}
-
-// syncBuffer is an output buffer written by a process and read by the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // ciRunnerEnv is the environment of a CI runner process against mm: its name, spool and state
@@ -99,7 +82,7 @@ func ciRunnerEnv(mm *mockmanager.TestServer, name, spool, state string, extra ..
 // when the test failed.
 func startProc(t *testing.T, env []string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(dliteBinary(t), "run"), out: &syncBuffer{}, exited: make(chan struct{})}
+	p := &proc{cmd: exec.Command(dliteBinary(t), "run"), out: &syncbuf.Buffer{}, exited: make(chan struct{})}
 	p.cmd.Env = env
 	p.cmd.Dir = t.TempDir()
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out

@@ -1,7 +1,6 @@
 package ci_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 	"github.com/dlite-dev/dlite/internal/engine"
 	"github.com/dlite-dev/dlite/internal/engine/logstream"
 	"github.com/dlite-dev/dlite/internal/manager"
+	"github.com/dlite-dev/dlite/internal/syncbuf"
 	"github.com/dlite-dev/dlite/tasks"
 	"github.com/dlite-dev/dlite/tasks/ci"
 )
@@ -78,7 +78,7 @@ func (f *fakeEngine) Cleanup(_ context.Context, stageID string) error {
 // runner runs CI tasks through the runtime's dispatcher, the way a runner does.
 type runner struct {
 	t      *testing.T
-	logs   *syncLog
+	logs   *syncbuf.Buffer
 	eng    *fakeEngine
 	d      *dispatch.Dispatcher
 	schema map[string]*openapi3.Schema
@@ -98,7 +98,7 @@ func newRunner(t *testing.T) *runner {
 	for name, ref := range spec.Components.Schemas {
 		sch[name] = ref.Value
 	}
-	return &runner{t: t, eng: eng, d: d, schema: sch, logs: &syncLog{}}
+	return &runner{t: t, eng: eng, d: d, schema: sch, logs: &syncbuf.Buffer{}}
 }
 
 // run dispatches a task and returns its outcome and its data decoded, after checking the data
@@ -351,24 +351,6 @@ func TestHostAddressIsAnAddress(t *testing.T) {
 		}
 	}
 	require.Equal(t, global, !ip.IsLoopback(), "loopback only when the host has no other address")
-}
-
-// syncLog is a log the handlers write while a test reads it.
-type syncLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 // The CI_DOCKER_* JSON is partly inferred: keys the runner does not read are logged, and the task
