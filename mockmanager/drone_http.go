@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -166,13 +165,7 @@ func (s *DroneServer) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	status, msg := http.StatusInternalServerError, "internal error: "+err.Error()
-	var he *echo.HTTPError
-	if errors.As(err, &he) {
-		status, msg = he.Code, fmt.Sprint(he.Message)
-	} else {
-		s.log.Error("Drone request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "error", err)
-	}
+	status, msg := errorAnswer(err, c, s.log, "Drone request failed")
 	if strings.HasPrefix(c.Request().URL.Path, droneRPCPrefix) {
 		if status == http.StatusNotFound {
 			msg = "404 page not found"

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -98,13 +99,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	status, msg := http.StatusInternalServerError, "internal error: "+err.Error()
-	var he *echo.HTTPError
-	if errors.As(err, &he) {
-		status, msg = he.Code, fmt.Sprint(he.Message)
-	} else {
-		s.log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "error", err)
-	}
+	status, msg := errorAnswer(err, c, s.log, "request failed")
 	var body any = apiError{Code: codeFor(status), Message: msg}
 	if strings.HasPrefix(c.Request().URL.Path, LogServicePath+"/") {
 		// The log service has an error body of its own.
@@ -113,6 +108,18 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if err := c.JSON(status, body); err != nil {
 		s.log.Warn("write error response", "error", err)
 	}
+}
+
+// errorAnswer is the status and message an error echo sees is answered with: an echo.HTTPError's
+// own, else 500 with the error's text. An error that is no echo.HTTPError is a bug of the mock:
+// it is logged at error level as failed.
+func errorAnswer(err error, c echo.Context, log *slog.Logger, failed string) (int, string) {
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		return he.Code, fmt.Sprint(he.Message)
+	}
+	log.Error(failed, "method", c.Request().Method, "path", c.Request().URL.Path, "error", err)
+	return http.StatusInternalServerError, "internal error: " + err.Error()
 }
 
 func codeFor(status int) string {
