@@ -426,8 +426,6 @@ func (r *run) loseAcquires(ctx context.Context) {
 	fmt.Fprintf(r.cfg.Progress, "chaos: acquire answers get through again\n")
 }
 
-// restartEmpty takes the manager away for RestartDown and brings it back having forgotten every
-// delegate, as a manager restarted without its registrations.
 // registered counts the delegates whose registration the runner completed (capacity recorded).
 func (r *run) registered() int {
 	n := 0
@@ -439,18 +437,28 @@ func (r *run) registered() int {
 	return n
 }
 
-func (r *run) restartEmpty(ctx context.Context) error {
-	// A restart before the runners registered would find nothing to forget. A runner has
-	// registered once the manager holds its capacity too: a restart between the two calls leaves
-	// it still registering, with its start-up backoff, rather than forgotten.
+// awaitRegistered waits until the manager counts n completed registrations, or ctx ends.
+func (r *run) awaitRegistered(ctx context.Context, n int) error {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	for r.registered() < r.cfg.Runners {
+	for r.registered() < n {
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+	return nil
+}
+
+// restartEmpty takes the manager away for RestartDown and brings it back having forgotten every
+// delegate, as a manager restarted without its registrations.
+func (r *run) restartEmpty(ctx context.Context) error {
+	// A restart before the runners registered would find nothing to forget. A runner has
+	// registered once the manager holds its capacity too: a restart between the two calls leaves
+	// it still registering, with its start-up backoff, rather than forgotten.
+	if err := r.awaitRegistered(ctx, r.cfg.Runners); err != nil {
+		return err
 	}
 	before := r.registered()
 	r.proxy.Down()
@@ -471,14 +479,7 @@ func (r *run) restartEmpty(ctx context.Context) error {
 	// The scenario is over once every runner has registered again (the forgotten delegates stay
 	// listed, so each new registration adds one): when the tasks were all done before the restart,
 	// the run would otherwise end before the runners' next heartbeat could find they were gone.
-	for r.registered() < before+r.cfg.Runners {
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
+	return r.awaitRegistered(ctx, before+r.cfg.Runners)
 }
 
 func (r *run) stopAll(timeout time.Duration) []error {
