@@ -156,12 +156,20 @@ func (x *Executor) Start(task *manager.Task, delegateID string) {
 	})
 }
 
-// endpoint is where the task's results go.
-func endpoint(task *manager.Task) manager.Endpoint {
-	if task.RunnerResponse {
-		return manager.EndpointRunner
+// result is a record of the task for the reporter, stamped now: the fields its updates and its
+// outcome share.
+func (rt *running) result() manager.Result {
+	endpoint := manager.EndpointLegacy
+	if rt.task.RunnerResponse {
+		endpoint = manager.EndpointRunner
 	}
-	return manager.EndpointLegacy
+	return manager.Result{
+		TaskID:     rt.task.ID,
+		TaskType:   rt.task.Type,
+		DelegateID: rt.delegateID,
+		Endpoint:   endpoint,
+		FinishedAt: rt.x.opts.Now(),
+	}
 }
 
 // update hands the task's next update to the reporter (the task's tasks.UpdateFunc). It returns
@@ -173,15 +181,9 @@ func (rt *running) update(data json.RawMessage) error {
 		return tasks.ErrAnswered
 	}
 	rt.updates++
-	rt.x.opts.Reporter.Deliver(manager.Result{
-		TaskID:     rt.task.ID,
-		TaskType:   rt.task.Type,
-		DelegateID: rt.delegateID,
-		Endpoint:   endpoint(rt.task),
-		Update:     rt.updates,
-		Data:       data,
-		FinishedAt: rt.x.opts.Now(),
-	})
+	res := rt.result()
+	res.Update, res.Data = rt.updates, data
+	rt.x.opts.Reporter.Deliver(res)
 	return nil
 }
 
@@ -209,15 +211,8 @@ func (x *Executor) run(ctx context.Context, rt *running) {
 func (x *Executor) finish(rt *running, out dispatch.Outcome) {
 	task, info := rt.task, rt.info
 	took := x.opts.Now().Sub(info.StartedAt)
-	res := manager.Result{
-		TaskID:     task.ID,
-		TaskType:   task.Type,
-		DelegateID: rt.delegateID,
-		Endpoint:   endpoint(task),
-		Code:       out.Code,
-		Data:       out.Data,
-		FinishedAt: x.opts.Now(),
-	}
+	res := rt.result()
+	res.Code, res.Data = out.Code, out.Data
 	if out.Err != nil {
 		res.Error = out.Err.Error()
 	}
