@@ -11,6 +11,8 @@ import (
 	"path"
 	"strconv"
 	"strings"
+
+	"github.com/dlite-dev/dlite/internal/procgroup"
 )
 
 // The variables that tell a step where its output files are (CI-STAGE §5), and the files' names
@@ -179,9 +181,9 @@ func appendOutputScript(spec *StepSpec, files stepFiles, b64 bool) error {
 		case flavourShell:
 			if b64 {
 				fmt.Fprintf(&b, "case ${%s+x} in x) printf '%%s=%s%%s\\n' %s \"$(printf '%%s' \"$%s\" | base64 | tr -d '\\n')\" >> %s;; esac\n",
-					v.name, b64Prefix, v.name, v.name, shellQuote(file))
+					v.name, b64Prefix, v.name, v.name, procgroup.ShellQuote(file))
 			} else {
-				fmt.Fprintf(&b, "case ${%s+x} in x) printf '%%s=%%s\\n' %s \"$%s\" >> %s;; esac\n", v.name, v.name, v.name, shellQuote(file))
+				fmt.Fprintf(&b, "case ${%s+x} in x) printf '%%s=%%s\\n' %s \"$%s\" >> %s;; esac\n", v.name, v.name, v.name, procgroup.ShellQuote(file))
 			}
 		case flavourPowerShell:
 			value := "[string]$Env:" + v.name
@@ -202,11 +204,6 @@ func appendOutputScript(spec *StepSpec, files stepFiles, b64 bool) error {
 	}
 	spec.Commands[0] = b.String()
 	return nil
-}
-
-// shellQuote quotes s for a POSIX shell: inside single quotes only the quote itself is special.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // psQuote quotes s for PowerShell: inside single quotes a quote is doubled.

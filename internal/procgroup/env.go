@@ -37,3 +37,9 @@ func IsVariableName(name string) bool {
 	}
 	return true
 }
+
+// ShellQuote quotes s as one word for a POSIX shell: inside single quotes only the quote itself is
+// special.
+func ShellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/dlite-dev/dlite/internal/procgroup"
 )
 
 // maxVarsBytes bounds how much of the output-variables file is read back, so a script that puts
@@ -35,15 +37,10 @@ func wrapper(scriptPath, varsPath string, names []string) string {
 			fmt.Fprintf(&b, "\t\tcase ${%s+x} in x) command printf '%%s=%%s\\000' %s \"$%s\";; esac\n", n, n, n)
 		}
 		// >| writes even under `set -C`.
-		fmt.Fprintf(&b, "\t} >| %s\n}\ntrap %s EXIT\n", shellQuote(varsPath), wrapperFunc)
+		fmt.Fprintf(&b, "\t} >| %s\n}\ntrap %s EXIT\n", procgroup.ShellQuote(varsPath), wrapperFunc)
 	}
-	fmt.Fprintf(&b, ". %s\n", shellQuote(scriptPath))
+	fmt.Fprintf(&b, ". %s\n", procgroup.ShellQuote(scriptPath))
 	return b.String()
-}
-
-// shellQuote quotes s for a POSIX shell: inside single quotes only the quote itself is special.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // readVars reads the values the EXIT trap recorded. A missing file means the trap never ran
