@@ -214,14 +214,7 @@ func (s *DroneServer) ListenAndServe(ctx context.Context, addr string, ready fun
 	if err != nil {
 		return err
 	}
-	if ready != nil {
-		ready(r.URL())
-	}
-	select {
-	case <-ctx.Done():
-	case <-r.Done():
-	}
-	return r.Close()
+	return r.serveUntil(ctx, ready)
 }
 
 // notify wakes every long poll and waiter. Call with s.mu held.

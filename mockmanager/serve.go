@@ -117,6 +117,12 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(url
 	if err != nil {
 		return err
 	}
+	return r.serveUntil(ctx, ready)
+}
+
+// serveUntil tells ready, if not nil, the server's URL, then serves until ctx ends or the server
+// stops, and shuts it down gracefully.
+func (r *Running) serveUntil(ctx context.Context, ready func(url string)) error {
 	if ready != nil {
 		ready(r.URL())
 	}
